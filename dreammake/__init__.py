@@ -1,0 +1,3 @@
+"""dreammake: a make-like build tool for LLM workflows."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from dreammake.cli import main
+
+main()

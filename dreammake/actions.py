@@ -1,0 +1,104 @@
+"""How a rule's `run=` is identified (for fingerprints) and executed.
+
+Two kinds of action: a user's Python function (`FunctionAction`), and the built-in
+rule kinds in `dreammake.rules`, which subclass `Action`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dreammake.fingerprint import code_hash, hash_data
+
+if TYPE_CHECKING:
+    from dreammake.graph import Job
+    from dreammake.state import State
+
+
+@dataclass
+class JobContext:
+    """What an action gets to do its work."""
+
+    job: Job
+    outputs: dict[str, str]  # output key ("0", "1", or the output's name) -> temp path to write
+    work_dir: str  # persistent scratch space for this job (resumable checkpoints); kept across reruns
+    cancel: threading.Event
+    fingerprint: str
+    state: State | None = None
+    stats: dict[str, Any] = field(default_factory=dict)  # llm_calls, tokens, cost ... for status and cards
+    log: Callable[[str], None] = print
+
+
+class Action:
+    """Base class of built-in rule kinds. Subclasses set `kind`, `version` and implement `execute`."""
+
+    kind = "action"
+    version = 1
+
+    def bind(self, rule: Any) -> None:
+        """Called once when the action is attached to a rule (to check column names etc.)."""
+
+    def params(self) -> dict[str, Any]:
+        """The settings that decide the output (enter the fingerprint)."""
+        return {}
+
+    def model_identity(self) -> Any:
+        """The identity of the model the action uses, if any."""
+        return None
+
+    def code_identity(self) -> str:
+        """User callables inside the action (e.g. a filter function), hashed."""
+        return ""
+
+    def execute(self, ctx: JobContext) -> dict[str, Any] | None:
+        """Produce the outputs at ctx.outputs' temp paths, or return tables for the engine to write."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The per-rule parts of a job fingerprint."""
+
+    kind: str
+    code: str
+    params: str
+    model: str
+
+
+_FUNCTION_KIND = hash_data("function@1")
+_NO_MODEL = hash_data(None)
+_NO_PARAMS = hash_data([{}, {}])
+
+
+_plain_function_identity: dict[int, tuple[Any, Identity]] = {}
+
+
+def identify(action: Any, rule_params: dict[str, Any], wildcards: dict[str, str]) -> Identity:
+    """Fingerprint components that do not depend on input contents."""
+    if not rule_params and not wildcards and not isinstance(action, Action):
+        cached = _plain_function_identity.get(id(action))
+        if cached is not None and cached[0] is action:
+            return cached[1]
+        ident = Identity(_FUNCTION_KIND, code_hash(action), _NO_PARAMS, _NO_MODEL)
+        _plain_function_identity[id(action)] = (action, ident)
+        return ident
+    if isinstance(action, Action):
+        return Identity(
+            kind=hash_data(f"{action.kind}@{action.version}"),
+            code=hash_data(action.code_identity()),
+            params=hash_data([action.params(), rule_params, wildcards]),
+            model=hash_data(action.model_identity()),
+        )
+    params = hash_data([rule_params, wildcards]) if rule_params or wildcards else _NO_PARAMS
+    return Identity(_FUNCTION_KIND, code_hash(action), params, _NO_MODEL)
+
+
+def function_arguments(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+    """The parameter names a user function declares, and whether it takes **kwargs."""
+    sig = inspect.signature(fn)
+    names = {p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())

@@ -1,0 +1,234 @@
+"""The `dreammake` command line. It parses arguments and delegates to `dreammake.project`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from dreammake import __version__
+from dreammake.console import Console
+from dreammake.errors import DreamError
+
+EPILOG = """\b
+Examples:
+  dreammake                          build `all` (or every final target)
+  dreammake targets/tweets.parquet   build one target and what it needs
+  dreammake -n                       show the plan: one line per job, with the reason
+  dreammake -q targets/x.parquet     exit 0 if up to date, 1 if stale (like make -q)
+  dreammake -j 4 --config n=1000     four jobs at once, with a config value overridden
+  dreammake status | graph | clean   inspect, draw, remove outputs
+"""
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command takes: the Dreamfile, config overrides, locking and debug output."""
+    fn = click.option("-f", "--file", "dreamfile", default="Dreamfile", show_default=True,
+                      help="The Dreamfile to read.")(fn)
+    fn = click.option("--config", "config", multiple=True, metavar="KEY=VALUE",
+                      help="Override a `config` value of the Dreamfile (repeatable; JSON values parse).")(fn)
+    fn = click.option("--no-wait", is_flag=True, help="Exit with code 2 instead of waiting when another"
+                      " dreammake holds this project.")(fn)
+    fn = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(fn)
+    return fn
+
+
+def _project(ctx_kwargs: dict[str, Any], console: Console) -> Any:
+    from dreammake.project import Options, Project, parse_assignments
+
+    options = Options(ctx_kwargs.pop("dreamfile"), parse_assignments(ctx_kwargs.pop("config"), "--config"),
+                      wait=not ctx_kwargs.pop("no_wait"), debug=ctx_kwargs.pop("debug"))
+    return Project(options, console)
+
+
+def _fail(console: Console, exc: DreamError, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    console.error(exc.one_line())
+    sys.exit(exc.exit_code)
+
+
+class DreamGroup(click.Group):
+    """`dreammake [OPTIONS] [TARGETS]` builds; a known command name as the first word runs that command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] in ("--help", "-h", "--version"):
+            return super().parse_args(ctx, args)
+        build_cmd = self.commands["build"]
+        takes_value = {opt for p in build_cmd.params if isinstance(p, click.Option) and not p.is_flag
+                       and not p.count for opt in p.opts}
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--":
+                break
+            if token.startswith("-"):
+                if token in takes_value:
+                    i += 1
+                i += 1
+                continue
+            if token in self.commands:
+                return super().parse_args(ctx, args)
+            break
+        return super().parse_args(ctx, ["build", *args])
+
+
+@click.group(cls=DreamGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dreammake")
+def main() -> None:
+    """dreammake: a make-like build tool for LLM workflows.
+
+    Rules in a Dreamfile produce Parquet datasets and model checkpoints. Only jobs whose
+    inputs, code, params or models changed are rebuilt, and LLM calls are cached row by row.
+    """
+
+
+@main.command("build", epilog=EPILOG)
+@click.argument("targets", nargs=-1)
+@click.option("-n", "--dry-run", is_flag=True, help="Print the plan (rule, outputs, reason per job); run nothing.")
+@click.option("-q", "--question", is_flag=True, help="Run nothing; exit 0 if up to date, 1 if anything is stale.")
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1), help="Jobs to run at once.")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent jobs when one fails.")
+@click.option("--force", "forced", multiple=True, metavar="TARGET", help="Rebuild this target (repeatable).")
+@click.option("-F", "--forceall", is_flag=True, help="Rebuild every job needed for the targets.")
+@click.option("--until", metavar="RULE", help="Only build the jobs of RULE and what they need.")
+@click.option("--resources", multiple=True, metavar="NAME=N", help="Limit a resource across running jobs,"
+              " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
+@click.option("--quiet", is_flag=True, help="Only print errors.")
+@common_options
+def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, keep_going: bool,
+          forced: tuple[str, ...], forceall: bool, until: str | None, resources: tuple[str, ...], quiet: bool,
+          **common: Any) -> None:
+    """Build TARGETS (paths or rule names; default: rule `all`, else every final target)."""
+    console = Console(quiet=quiet or question, debug=common["debug"])
+    debug = common["debug"]
+    try:
+        from dreammake.project import parse_assignments
+
+        limits = parse_assignments(resources, "--resources")
+        with _project(common, console) as project:
+            graph = project.graph(list(targets), until)
+            planner = project.planner(graph, list(forced), forceall)
+            decisions = planner.plan()
+            stale = [d for d in decisions if d.stale and not d.job.rule.is_phony]
+            if question:
+                sys.exit(1 if stale else 0)
+            if dry_run:
+                _print_plan(decisions, stale)
+                return
+            if not stale:
+                console.line("done", "everything is up to date")
+                return
+            summary = project.build(planner, decisions, jobs, keep_going, limits)
+        _report(console, summary, len(stale))
+    except DreamError as exc:
+        _fail(console, exc, debug)
+    except KeyboardInterrupt:
+        console.error("interrupted; finished targets are kept")
+        os._exit(130)
+
+
+def _print_plan(decisions: list[Any], stale: list[Any]) -> None:
+    for d in stale:
+        outs = ", ".join(d.job.output_paths)
+        click.echo(f"{d.job.name}\t{outs}\t{d.reason}: {d.detail}")
+    up = sum(1 for d in decisions if not d.stale and not d.job.rule.is_phony)
+    click.echo(f"{len(stale)} job(s) to run, {up} up to date")
+
+
+def _report(console: Console, summary: Any, planned: int) -> None:
+    if summary.interrupted:
+        console.error(f"interrupted after {len(summary.ran)} job(s); finished targets are kept")
+        os._exit(130)
+    parts = [f"{len(summary.ran)} job(s) run"]
+    if summary.cut_off:
+        parts.append(f"{len(summary.cut_off)} unchanged after rebuilt inputs")
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    if summary.skipped:
+        parts.append(f"{len(summary.skipped)} not run because of failures")
+    console.line("fail" if summary.failed else "done", ", ".join(parts))
+    if summary.failed:
+        sys.exit(2)
+
+
+@main.command("status")
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with a record per target.")
+@common_options
+def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
+    """Show each target: up-to-date / stale / missing, why, its rule, rows, build time and LLM spend."""
+    console = Console(debug=common["debug"])
+    debug = common["debug"]
+    try:
+        with _project(common, console) as project:
+            graph = project.graph(list(targets))
+            decisions = project.planner(graph).plan()
+            details = project.state.target_details([p for d in decisions for p in d.job.output_paths])
+        rows = []
+        for d in decisions:
+            for path in d.job.output_paths:
+                rec = details.get(path) or {}
+                state = "up-to-date" if not d.stale else "missing" if not os.path.lexists(path) else "stale"
+                rows.append({"target": path, "state": state, "reason": d.reason, "detail": d.detail or None,
+                             "rule": d.job.rule.name, "rows": rec.get("rows"),
+                             "built_at": rec["built_at"].isoformat() if rec.get("built_at") else None,
+                             "duration_s": rec.get("duration_s"), **(rec.get("stats") or {})})
+        if as_json:
+            click.echo(json.dumps({"targets": rows}, indent=2, default=str))
+            return
+        for row in rows:
+            rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
+            why = f" ({row['detail']})" if row["detail"] else ""
+            click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
+    except DreamError as exc:
+        _fail(console, exc, debug)
+
+
+@main.command("graph")
+@click.argument("targets", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "png", "svg"]), default="dot",
+              show_default=True, help="dot/mermaid text, or png/svg drawn by Graphviz's `dot`.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@common_options
+def graph_cmd(targets: tuple[str, ...], fmt: str, output: str | None, **common: Any) -> None:
+    """Draw the job graph (sources, jobs and their edges)."""
+    from dreammake import drawing
+
+    console = Console(debug=common["debug"])
+    try:
+        with _project(common, console) as project:
+            graph = project.graph(list(targets))
+            data = drawing.render(graph, fmt)
+        if output:
+            mode = "wb" if isinstance(data, bytes) else "w"
+            with open(output, mode) as f:
+                f.write(data)
+        elif isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            click.echo(data, nl=False)
+    except DreamError as exc:
+        _fail(console, exc, common["debug"])
+
+
+@main.command("clean")
+@click.argument("targets", nargs=-1)
+@common_options
+def clean(targets: tuple[str, ...], **common: Any) -> None:
+    """Remove built outputs (of TARGETS and what they need; default: everything) and their records."""
+    console = Console(debug=common["debug"])
+    try:
+        with _project(common, console) as project:
+            removed = project.clean(project.graph(list(targets)))
+        for path in removed:
+            console.line("skip", f"removed {path}")
+        console.line("done", f"{len(removed)} output(s) removed")
+    except DreamError as exc:
+        _fail(console, exc, common["debug"])

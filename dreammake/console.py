@@ -1,0 +1,72 @@
+"""What a run prints: concise coloured lines and a progress bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+COLOURS = {"run": "cyan", "done": "green", "skip": "dim", "fail": "bold red", "warn": "yellow", "info": "blue"}
+
+
+class Console:
+    """Logs for a run. `quiet` keeps only errors; `debug` adds tracebacks."""
+
+    def __init__(self, quiet: bool = False, debug: bool = False, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.debug = debug
+        self.rich = self.stream.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
+        self._console: Any = None
+        self._progress: Any = None
+        self._task: Any = None
+
+    def _rich(self) -> Any:
+        if self._console is None:
+            from rich.console import Console as RichConsole
+
+            self._console = RichConsole(file=self.stream, highlight=False)
+        return self._console
+
+    def line(self, kind: str, text: str) -> None:
+        """One log line; `kind` picks the colour (run, done, skip, fail, warn, info)."""
+        if self.quiet and kind != "fail":
+            return
+        if self.rich:
+            from rich.markup import escape
+
+            self._rich().print(f"[{COLOURS.get(kind, 'white')}]{escape(text)}[/]")
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def error(self, text: str) -> None:
+        """An error line (always shown)."""
+        if self.rich:
+            from rich.markup import escape
+
+            self._rich().print(f"[bold red]error:[/] {escape(text)}")
+        else:
+            print(f"error: {text}", file=self.stream, flush=True)
+
+    # -- progress over the jobs of a run ------------------------------------------------------
+    def start_progress(self, total: int) -> None:
+        """Show a progress bar (terminal only)."""
+        if not self.rich or self.quiet or total < 2:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=self._rich(), transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("jobs", total=total)
+
+    def advance(self) -> None:
+        """One more job finished."""
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def stop_progress(self) -> None:
+        """Remove the progress bar."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,246 @@
+"""The Dreamfile language: `rule`, `include`, `config`, `expand`, `target`, and the loader.
+
+A Dreamfile is plain Python executed with these names in scope. Each `rule(...)` call
+records a `Rule`; nothing runs until the planner asks.
+"""
+
+from __future__ import annotations
+
+import functools
+import linecache
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dreammake.errors import DreamError
+from dreammake.paths import expand, is_folder, normalize
+
+
+class TargetRef(str):
+    """A reference to another rule's output, e.g. `trained = target("models/x/")`.
+
+    It is a plain path string everywhere a path is expected; backends treat it as a model.
+    """
+
+    __slots__ = ()
+
+
+def target(path: str) -> TargetRef:
+    """Name an output of this Dreamfile so it can be used as a model or input elsewhere."""
+    return TargetRef(path)
+
+
+class Rule:
+    """One rule of a Dreamfile: what it reads, what it writes, and how.
+
+    Paths are stored normalised (folder targets without their trailing slash; `folders`
+    holds the indexes of outputs declared as folders).
+    """
+
+    __slots__ = ("name", "inputs", "input_shape", "outputs", "output_shape", "params", "action", "resources",
+                 "_where", "wildcard_outputs", "folders")
+
+    def __init__(self, name: str, inputs: tuple[tuple[str | None, str], ...], input_shape: str,
+                 outputs: tuple[tuple[str | None, str], ...], output_shape: str, params: dict[str, Any],
+                 action: Any, resources: dict[str, Any], where: tuple[str, int], folders: frozenset[int]):
+        self.name = name
+        self.inputs = inputs
+        self.input_shape = input_shape  # "none" | "single" | "list" | "dict"
+        self.outputs = outputs
+        self.output_shape = output_shape
+        self.params = params
+        self.action = action  # a user function, an Action from dreammake.rules, or None for aggregate rules
+        self.resources = resources
+        self._where = where
+        self.folders = folders
+        self.wildcard_outputs = any("{" in p for _, p in outputs)
+
+    @property
+    def where(self) -> str:
+        """`Dreamfile:12`: where the rule was declared."""
+        filename, line = self._where
+        return f"{_relative(filename)}:{line}"
+
+    @property
+    def is_phony(self) -> bool:
+        """An aggregate rule like `all`: inputs only, nothing to run."""
+        return not self.outputs
+
+
+@functools.lru_cache(maxsize=256)
+def _relative(filename: str) -> str:
+    return os.path.relpath(filename) if os.path.isabs(filename) else filename
+
+
+_NONE: tuple[tuple[tuple[str | None, str], ...], str, frozenset[int]] = ((), "none", frozenset())
+
+
+def _shape(value: Any, what: str, rule: str) -> tuple[tuple[tuple[str | None, str], ...], str, frozenset[int]]:
+    """Normalise `input=`/`output=` (a path, a list or a dict) to ((name, path), ...), its shape, folder indexes."""
+    if value is None:
+        return _NONE
+    if type(value) is str:
+        return ((None, normalize(value)),), "single", (frozenset((0,)) if value.endswith("/") else frozenset())
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+        return ((None, normalize(value)),), "single", frozenset()
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+        shape = "dict"
+    elif isinstance(value, (list, tuple)):
+        pairs = [(None, v) for v in value]
+        shape = "list"
+    else:
+        raise TypeError(f"rule {rule!r}: {what}= must be a path, a list or a dict, got {type(value).__name__}")
+    items = []
+    folders = set()
+    for i, (key, path) in enumerate(pairs):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"rule {rule!r}: {what} entries must be paths, got {type(path).__name__}")
+        path = os.fspath(path)
+        if is_folder(path):
+            folders.add(i)
+        items.append((key, normalize(path)))
+    return tuple(items), shape, frozenset(folders)
+
+
+class Config(dict):
+    """The Dreamfile's `config`: values given with `--config key=value` win over the Dreamfile's own."""
+
+    def __init__(self, overrides: Mapping[str, Any]):
+        super().__init__(overrides)
+        self._fixed = frozenset(overrides)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self._fixed:
+            super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+class Workflow:
+    """All rules of one Dreamfile (and its includes), plus the config they saw."""
+
+    def __init__(self, dreamfile: Path, config: dict[str, Any] | None = None):
+        self.dreamfile = dreamfile
+        self.root = dreamfile.parent
+        self.config = Config(config or {})
+        self.rules: list[Rule] = []
+        self.by_name: dict[str, Rule] = {}
+        self.files: list[str] = []
+
+    # -- the DSL ---------------------------------------------------------------------------
+    def rule(
+        self,
+        name: str,
+        input: Any = None,  # noqa: A002 - the DSL's own keyword
+        output: Any = None,
+        params: Mapping[str, Any] | None = None,
+        run: Any = None,
+        resources: Mapping[str, Any] | None = None,
+    ) -> Rule:
+        """Declare a rule: `rule("tweets", input=..., output=..., params=..., run=..., resources=...)`."""
+        frame = sys._getframe(1)
+        where = (frame.f_code.co_filename, frame.f_lineno)
+        if not isinstance(name, str) or not name.isidentifier():
+            raise DreamError(f"rule name must be an identifier-like string, got {name!r}", _at(where))
+        if name in self.by_name:
+            raise DreamError(f"rule {name!r} is defined twice (first at {self.by_name[name].where})", _at(where))
+        try:
+            inputs, input_shape, _ = _shape(input, "input", name)
+            outputs, output_shape, folders = _shape(output, "output", name)
+        except TypeError as exc:
+            raise DreamError(str(exc), _at(where)) from None
+        if run is not None:
+            if not outputs:
+                raise DreamError(f"rule {name!r} has a run= action but no output=", _at(where))
+            if not callable(run) and not hasattr(run, "execute"):
+                raise DreamError(f"rule {name!r}: run= must be a function or a rules.* action", _at(where))
+        elif outputs:
+            raise DreamError(f"rule {name!r} declares outputs but no run= action", _at(where))
+        r = Rule(name, inputs, input_shape, outputs, output_shape, dict(params) if params else {}, run,
+                 dict(resources) if resources else {}, where, folders)
+        if not r.wildcard_outputs and any("{" in p for _, p in inputs):
+            raise DreamError(f"rule {name!r}: inputs use wildcards that no output defines", _at(where))
+        if hasattr(run, "bind"):
+            run.bind(r)
+        self.rules.append(r)
+        self.by_name[name] = r
+        return r
+
+    def include(self, path: str) -> None:
+        """Execute another Dreamfile fragment (relative to the including file) in the same scope."""
+        frame = sys._getframe(1)
+        base = Path(frame.f_code.co_filename).parent
+        self._exec_file((base / path).resolve() if not os.path.isabs(path) else Path(path), frame.f_globals)
+
+    # -- loading ---------------------------------------------------------------------------
+    def namespace(self) -> dict[str, Any]:
+        """The names a Dreamfile sees."""
+        from dreammake import rules as rules_module
+
+        return {
+            "__name__": "__dreamfile__",
+            "rule": self.rule,
+            "include": self.include,
+            "config": self.config,
+            "expand": expand,
+            "target": target,
+            "rules": rules_module,
+        }
+
+    def _exec_file(self, path: Path, scope: dict[str, Any]) -> None:
+        try:
+            source = path.read_text()
+        except OSError as exc:
+            raise DreamError(f"cannot read {path}: {exc.strerror}", hint="pass the Dreamfile with -f FILE") from None
+        filename = os.path.relpath(path)
+        lines = source.splitlines(keepends=True)
+        linecache.cache[filename] = (len(source), None, lines, filename)
+        self.files.append(filename)
+        try:
+            code = compile(source, filename, "exec")
+        except SyntaxError as exc:
+            raise DreamError(f"syntax error: {exc.msg}", f"{filename}:{exc.lineno}") from None
+        try:
+            exec(code, scope)
+        except DreamError:
+            raise
+        except Exception as exc:
+            raise DreamError(f"{type(exc).__name__}: {exc}", self.locate(exc)) from exc
+
+    def locate(self, exc: BaseException) -> str | None:
+        """The deepest Dreamfile line in an exception's traceback, as `file:line`."""
+        where = None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename in self.files:
+                where = f"{frame.filename}:{frame.lineno}"
+        return where
+
+
+def _at(where: tuple[str, int]) -> str:
+    return f"{_relative(where[0])}:{where[1]}"
+
+
+def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = None) -> Workflow:
+    """Execute a Dreamfile and return its rules. `config` overrides the Dreamfile's own values."""
+    path = Path(dreamfile)
+    if not path.exists():
+        raise DreamError(f"no Dreamfile at {path}", hint="create one, or pass -f FILE")
+    workflow = Workflow(path.resolve(), config)
+    workflow._exec_file(path.resolve(), workflow.namespace())
+    return workflow
+
+
+def is_user_function(action: Any) -> bool:
+    """True for a plain Python callable used as `run=`."""
+    return callable(action) and not hasattr(action, "execute")
+
+
+UserFunction = Callable[..., Any]
+__all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]

@@ -1,0 +1,26 @@
+"""User-facing errors: one line, exit code 2, pointing at the Dreamfile line or rule."""
+
+from __future__ import annotations
+
+
+class DreamError(Exception):
+    """A mistake the user can fix (bad Dreamfile, missing input, failed job). Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """The error as one line: `where: message (hint)`."""
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" — {self.hint}"
+        return text
+
+
+class JobFailed(DreamError):
+    """A job's action raised; carries the rule name and the underlying error."""

@@ -1,0 +1,195 @@
+"""The local executor: runs stale jobs in dependency order on a pool of worker threads.
+
+The coordinating (main) thread is the only one that writes the state database; workers
+return records. Finished outputs are committed at least once a second (and at once
+after any job that took longer), so an interrupted
+or killed run keeps them. Heavy actions (generation, training) release the GIL or run
+in their own processes, so threads are enough to keep `-j N` busy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from dreammake.console import Console
+from dreammake.errors import DreamError
+from dreammake.planner import Decision, Planner
+from dreammake.runner import JobRunner
+from dreammake.state import TargetRecord
+
+FLUSH_EVERY_S = 1.0  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
+
+
+@dataclass
+class Summary:
+    """What a run did."""
+
+    ran: list[str] = field(default_factory=list)
+    cut_off: list[str] = field(default_factory=list)  # stale by plan, unchanged after their inputs were rebuilt
+    failed: list[tuple[str, DreamError]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not run because an upstream job failed
+    interrupted: bool = False
+
+
+def detect_gpus() -> int:
+    """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+class LocalExecutor:
+    """Runs jobs with at most `jobs` at once and within the declared resource limits."""
+
+    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
+                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None):
+        self.planner = planner
+        self.runner = runner
+        self.console = console
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.limits = dict(resources or {})
+        self.run_id = run_id
+        self._pending_records: list[TargetRecord] = []
+        self._last_flush = time.monotonic()
+
+    def _capacity(self, decisions: list[Decision]) -> dict[str, float]:
+        needed = {k for d in decisions for k, v in d.job.rule.resources.items() if isinstance(v, (int, float)) and v}
+        limits = dict(self.limits)
+        if "gpus" in needed and "gpus" not in limits:
+            limits["gpus"] = detect_gpus()
+        for d in decisions:
+            for name, amount in d.job.rule.resources.items():
+                if isinstance(amount, (int, float)) and name in limits and amount > limits[name]:
+                    raise DreamError(f"rule {d.job.rule.name!r} needs {name}={amount} but only {limits[name]:g}"
+                                     " are available", d.job.rule.where,
+                                     hint=f"pass --resources {name}=N or change the rule's resources")
+        return limits
+
+    def run(self, decisions: list[Decision]) -> Summary:
+        """Run the stale decisions (already in topological order)."""
+        stale = [d for d in decisions if d.stale and not d.job.rule.is_phony]
+        summary = Summary()
+        if not stale:
+            return summary
+        capacity = self._capacity(stale)
+        in_use: dict[str, float] = {k: 0.0 for k in capacity}
+        members = {id(d.job) for d in stale}
+        waiting_on = {id(d.job): sum(1 for dep in d.job.deps if id(dep) in members) for d in stale}
+        dependants: dict[int, list[Decision]] = {}
+        for d in stale:
+            for dep in d.job.deps:
+                if id(dep) in members:
+                    dependants.setdefault(id(dep), []).append(d)
+        ready = [d for d in stale if waiting_on[id(d.job)] == 0]
+        running: dict[Future[list[TargetRecord]], tuple[Decision, float]] = {}
+        stop = False
+        self.console.start_progress(len(stale))
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
+        try:
+            while ready or running:
+                while ready and not stop and len(running) < self.jobs:
+                    d = self._next_fitting(ready, capacity, in_use)
+                    if d is None:
+                        break
+                    ready.remove(d)
+                    fresh = self.planner.decide(d.job)  # inputs are final now: real hashes, early cutoff
+                    if not fresh.stale:
+                        summary.cut_off.append(d.job.name)
+                        self.console.line("skip", f"unchanged {d.job.name} (its inputs' content did not change)")
+                        self._release_dependants(d, dependants, waiting_on, ready)
+                        self.console.advance()
+                        continue
+                    for name, amount in d.job.rule.resources.items():
+                        if name in in_use:
+                            in_use[name] += amount
+                    self.console.line("run", f"run {d.job.name}: {fresh.detail}")
+                    running[pool.submit(self.runner.run, fresh, self.run_id)] = (fresh, time.monotonic())
+                if not running:
+                    break
+                done, _ = wait(list(running), timeout=FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    d, started = running.pop(fut)
+                    for name, amount in d.job.rule.resources.items():
+                        if name in in_use:
+                            in_use[name] -= amount
+                    self.console.advance()
+                    try:
+                        records = fut.result()
+                    except DreamError as exc:
+                        summary.failed.append((d.job.name, exc))
+                        self.console.error(exc.one_line())
+                        if self.console.debug and exc.__cause__ is not None:
+                            import traceback
+
+                            traceback.print_exception(exc.__cause__)
+                        self._skip_downstream(d, dependants, summary)
+                        if not self.keep_going:
+                            stop = True
+                        continue
+                    self._pending_records.extend(records)
+                    if time.monotonic() - started >= FLUSH_EVERY_S:
+                        self._flush()
+                    summary.ran.append(d.job.name)
+                    rows = sum(r.rows or 0 for r in records)
+                    extra = f", {rows:,} rows" if any(r.rows is not None for r in records) else ""
+                    self.console.line("done", f"done {d.job.name} ({time.monotonic() - started:.1f}s{extra})")
+                    self._release_dependants(d, dependants, waiting_on, ready)
+                self._maybe_flush()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            self.runner.cancel.set()
+            self.runner.cleanup()
+        finally:
+            self.console.stop_progress()
+            self._flush()
+            pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
+        summary.skipped.extend(d.job.name for d in ready if stop)
+        return summary
+
+    @staticmethod
+    def _next_fitting(ready: list[Decision], capacity: dict[str, float], in_use: dict[str, float]) -> Decision | None:
+        for d in ready:
+            if all(in_use.get(k, 0) + v <= capacity[k] for k, v in d.job.rule.resources.items() if k in capacity):
+                return d
+        return None
+
+    def _release_dependants(self, d: Decision, dependants: dict[int, list[Decision]], waiting_on: dict[int, int],
+                            ready: list[Decision]) -> None:
+        for child in dependants.get(id(d.job), ()):
+            waiting_on[id(child.job)] -= 1
+            if waiting_on[id(child.job)] == 0:
+                ready.append(child)
+
+    def _skip_downstream(self, d: Decision, dependants: dict[int, list[Decision]], summary: Summary) -> None:
+        stack = list(dependants.get(id(d.job), ()))
+        seen: set[int] = set()
+        while stack:
+            child = stack.pop()
+            if id(child.job) in seen:
+                continue
+            seen.add(id(child.job))
+            summary.skipped.append(child.job.name)
+            stack.extend(dependants.get(id(child.job), ()))
+        # they never become ready: the failed job never releases them
+
+    def _maybe_flush(self) -> None:
+        if self._pending_records and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        records, self._pending_records = self._pending_records, []
+        self.planner.state.record_targets(records)
+        self.planner.state.flush_files()
+        self._last_flush = time.monotonic()
+

@@ -1,0 +1,85 @@
+"""Content hashes of files and folders, cached by stat signature so unchanged files are never re-read."""
+
+from __future__ import annotations
+
+import os
+from stat import S_ISDIR
+
+import xxhash
+
+from dreammake.state import State
+
+TEMP_MARK = ".dmtmp-"
+_CHUNK = 1 << 20
+
+
+def stat_signature(st: os.stat_result) -> str:
+    """(size, mtime_ns, inode): if all three match, the content is taken as unchanged."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def hash_file_bytes(path: str) -> str:
+    """xxh3-128 of a file's bytes, streamed."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Hasher:
+    """Content hashes through the state's hash cache."""
+
+    def __init__(self, state: State):
+        self.state = state
+        self.cache = state.file_hashes()
+
+    def file_hash(self, path: str, st: os.stat_result | None = None) -> str | None:
+        """Hash of a file, or None when it does not exist."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return None
+        sig = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        cached = self.cache.get(path)
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        content_hash = hash_file_bytes(path)
+        self.state.remember_file(path, sig, content_hash)
+        return content_hash
+
+    def folder_hash(self, path: str) -> str | None:
+        """Hash over (relative path, content hash) of every file in a folder, or None if missing."""
+        if not os.path.isdir(path):
+            return None
+        h = xxhash.xxh3_128()
+        for rel, full in sorted(_walk(path)):
+            h.update(f"{rel}\0{self.file_hash(full)}\n".encode())
+        return h.hexdigest()
+
+    def content_hash(self, path: str) -> str | None:
+        """Hash of a file or folder target; None when missing."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if S_ISDIR(st.st_mode):
+            return self.folder_hash(path)
+        return self.file_hash(path, st)
+
+
+def _walk(root: str) -> list[tuple[str, str]]:
+    out = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if TEMP_MARK in entry.name:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    out.append((os.path.relpath(entry.path, root), entry.path))
+    return out

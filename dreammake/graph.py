@@ -1,0 +1,230 @@
+"""From requested targets to a DAG of jobs.
+
+A job is one rule applied with concrete wildcard values. The DAG is kept as plain
+lists in topological order (fast enough for 30,000 jobs in well under a second);
+`to_networkx()` gives the networkx view for drawing and analysis.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dreammake.dsl import Rule, Workflow
+from dreammake.errors import DreamError
+from dreammake.paths import Pattern, fill, normalize
+
+if TYPE_CHECKING:
+    import networkx
+
+
+@dataclass(eq=False)
+class Job:
+    """One rule with concrete inputs and outputs."""
+
+    rule: Rule
+    wildcards: dict[str, str]
+    inputs: tuple[tuple[str | None, str], ...]
+    outputs: tuple[tuple[str | None, str], ...]
+    deps: list[Job] = field(default_factory=list)
+    index: int = -1
+
+    @property
+    def name(self) -> str:
+        """`rule` or `rule[split=train]`, for logs."""
+        if not self.wildcards:
+            return self.rule.name
+        return f"{self.rule.name}[{','.join(f'{k}={v}' for k, v in self.wildcards.items())}]"
+
+    @property
+    def output_paths(self) -> list[str]:
+        return [p for _, p in self.outputs]
+
+    @property
+    def input_paths(self) -> list[str]:
+        return [p for _, p in self.inputs]
+
+
+class Graph:
+    """The jobs needed for some targets, in topological order, plus the source files they read."""
+
+    def __init__(self, jobs: list[Job], sources: dict[str, Job], producer: dict[str, Job], requested: list[Job]):
+        self.jobs = jobs
+        self.sources = sources  # source path -> first job that reads it
+        self.producer = producer
+        self.requested = requested
+
+    def until(self, rule_name: str) -> Graph:
+        """Only the jobs of `rule_name` and what they need (`--until RULE`)."""
+        targets = [j for j in self.jobs if j.rule.name == rule_name]
+        if not targets:
+            raise DreamError(f"--until {rule_name}: no job of that rule is needed for the requested targets")
+        keep: set[int] = set()
+        stack = list(targets)
+        while stack:
+            job = stack.pop()
+            if id(job) not in keep:
+                keep.add(id(job))
+                stack.extend(job.deps)
+        jobs = [j for j in self.jobs if id(j) in keep]
+        sources = {p: j for p, j in self.sources.items() if id(j) in keep}
+        return Graph(jobs, sources, self.producer, targets)
+
+    def to_networkx(self) -> networkx.DiGraph:
+        """Jobs and source files as a networkx DiGraph (edges point downstream)."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for job in self.jobs:
+            g.add_node(job.name, kind="job", rule=job.rule.name, outputs=job.output_paths)
+            for dep in job.deps:
+                g.add_edge(dep.name, job.name)
+        for job in self.jobs:
+            for path in job.input_paths:
+                if path in self.sources:
+                    g.add_node(path, kind="source")
+                    g.add_edge(path, job.name)
+        return g
+
+
+class Resolver:
+    """Finds which rule makes each path and builds the job DAG."""
+
+    def __init__(self, workflow: Workflow):
+        self.workflow = workflow
+        self.exact: dict[str, Rule] = {}
+        self.patterns: list[tuple[Pattern, Rule]] = []
+        for rule in workflow.rules:
+            for _, path in rule.outputs:
+                if rule.wildcard_outputs and "{" in path:
+                    self.patterns.append((Pattern(path), rule))
+                    continue
+                other = self.exact.get(path)
+                if other is not None and other is not rule:
+                    raise DreamError(f"two rules make {path}: {other.name!r} ({other.where}) and {rule.name!r}",
+                                     rule.where)
+                self.exact[path] = rule
+        self.jobs: dict[Any, Job] = {}
+
+    def producer_of(self, path: str) -> tuple[Rule, dict[str, str]] | None:
+        """The rule (and wildcard values) that makes `path`, or None for a source file."""
+        rule = self.exact.get(path)
+        if rule is not None:
+            return rule, {}
+        found = []
+        for pattern, rule in self.patterns:
+            values = pattern.match(path)
+            if values is not None:
+                found.append((rule, values))
+        if len(found) > 1:
+            names = ", ".join(f"{r.name!r} ({r.where})" for r, _ in found)
+            raise DreamError(f"{path} matches the outputs of several rules: {names}",
+                             hint="make the wildcard patterns more specific, e.g. {name,regex}")
+        return found[0] if found else None
+
+    def job_for(self, rule: Rule, wildcards: dict[str, str]) -> Job:
+        if not wildcards:
+            job = self.jobs.get(rule.name)
+            if job is None:
+                job = self.jobs[rule.name] = Job(rule, wildcards, rule.inputs, rule.outputs)
+            return job
+        key = (rule.name, tuple(sorted(wildcards.items())))
+        job = self.jobs.get(key)
+        if job is None:
+            try:
+                inputs = tuple((n, normalize(fill(p, wildcards))) for n, p in rule.inputs)
+                outputs = tuple((n, normalize(fill(p, wildcards))) for n, p in rule.outputs)
+            except KeyError as exc:
+                raise DreamError(f"rule {rule.name!r}: wildcard {exc.args[0]!r} is used in an input but"
+                                 " not defined by the output", rule.where) from None
+            job = Job(rule, wildcards, inputs, outputs)
+            self.jobs[key] = job
+        return job
+
+    def request(self, name: str) -> Job:
+        """The job for a requested target: a path, or a rule name (like `all`)."""
+        path = normalize(name)
+        found = self.producer_of(path)
+        if found is not None:
+            return self.job_for(*found)
+        rule = self.workflow.by_name.get(name)
+        if rule is not None:
+            if rule.wildcard_outputs:
+                raise DreamError(f"rule {name!r} has wildcards; ask for one of its outputs instead", rule.where)
+            return self.job_for(rule, {})
+        if os.path.exists(path):
+            raise DreamError(f"{name} is a source file, not a target: no rule makes it")
+        raise DreamError(f"no rule makes {name}", hint="check the path, or run `dreammake status` to list targets")
+
+    def resolve(self, names: list[str]) -> Graph:
+        """Build the DAG for the requested targets; errors on cycles."""
+        requested = [self.request(n) for n in names]
+        order: list[Job] = []
+        sources: dict[str, Job] = {}
+        producer: dict[str, Job] = {}
+        done: set[int] = set()
+        on_path: dict[int, int] = {}
+        dep_ids: dict[int, set[int]] = {}
+        for root in requested:
+            if id(root) in done:
+                continue
+            path_jobs = [root]
+            stack = [(root, iter(root.inputs))]
+            on_path[id(root)] = 0
+            while stack:
+                job, pending = stack[-1]
+                advanced = False
+                for _, path in pending:
+                    found = self.producer_of(path)
+                    if found is None:
+                        sources.setdefault(path, job)
+                        continue
+                    dep = self.job_for(*found)
+                    if dep is job or id(dep) in on_path:
+                        start = on_path.get(id(dep), len(path_jobs) - 1)
+                        cycle = [j.name for j in path_jobs[start:]] + [dep.name]
+                        raise DreamError("cycle: " + " -> ".join(cycle), job.rule.where)
+                    known = dep_ids.setdefault(id(job), set())
+                    if id(dep) not in known:
+                        known.add(id(dep))
+                        job.deps.append(dep)
+                    if id(dep) in done:
+                        continue
+                    on_path[id(dep)] = len(path_jobs)
+                    path_jobs.append(dep)
+                    stack.append((dep, iter(dep.inputs)))
+                    advanced = True
+                    break
+                if not advanced:
+                    stack.pop()
+                    path_jobs.pop()
+                    del on_path[id(job)]
+                    done.add(id(job))
+                    job.index = len(order)
+                    order.append(job)
+                    for _, out in job.outputs:
+                        producer[out] = job
+        return Graph(order, sources, producer, requested)
+
+
+def default_targets(workflow: Workflow) -> list[str]:
+    """`all` when the Dreamfile has it, else every output no rule reads (the final targets)."""
+    if "all" in workflow.by_name:
+        return ["all"]
+    consumed = {p for r in workflow.rules for _, p in r.inputs}
+    finals = []
+    for rule in workflow.rules:
+        if rule.wildcard_outputs:
+            continue
+        outs = [p for _, p in rule.outputs]
+        if rule.is_phony or not any(o in consumed for o in outs):
+            finals.append(outs[0] if outs else rule.name)
+    if not finals:
+        raise DreamError("the Dreamfile defines no rules", hint="add rule(...) calls, or a rule('all', input=[...])")
+    return finals
+
+
+def describe(job: Job) -> dict[str, Any]:
+    """A plain-data view of a job for JSON output."""
+    return {"job": job.name, "rule": job.rule.name, "outputs": job.output_paths, "inputs": job.input_paths}

@@ -1,0 +1,164 @@
+"""Decides which jobs must run, and says why.
+
+A job runs when an output is missing, has no record, was changed by hand, its
+fingerprint changed (the changed components are named), an input will be rebuilt,
+or it is forced. At execution time the same check runs again once a job's inputs
+are final, so a rebuilt input whose content did not change does not rerun its
+dependants (early cutoff).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dreammake.actions import Identity, identify
+from dreammake.errors import DreamError
+from dreammake.filehash import Hasher
+from dreammake.fingerprint import COMPONENTS, combine, digest
+from dreammake.graph import Graph, Job
+from dreammake.state import State
+
+REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
+
+
+@dataclass
+class Decision:
+    """Whether a job runs, the reason code (one of REASON_ORDER) and a readable detail."""
+
+    job: Job
+    reason: str | None
+    detail: str = ""
+    fingerprint: str = ""
+    components: dict[str, str] | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.reason is not None
+
+
+class Planner:
+    """Computes fingerprints and rebuild reasons for the jobs of a graph."""
+
+    def __init__(self, graph: Graph, state: State, forced: set[str] | None = None, force_all: bool = False):
+        self.graph = graph
+        self.state = state
+        self.hasher = Hasher(state)
+        self.records = state.targets()
+        self.forced = forced or set()
+        self.force_all = force_all
+        self._identity: dict[int, Identity] = {}
+        self._hashes: dict[str, str | None] = {}
+        self.changed_files: set[str] = set()
+
+    # -- content hashes ----------------------------------------------------------------------
+    def content_hash(self, path: str, fresh: bool = False) -> str | None:
+        """Content hash of a file or folder (memoised for the run unless `fresh`)."""
+        if not fresh and path in self._hashes:
+            return self._hashes[path]
+        before = self.hasher.cache.get(path)
+        value = self.hasher.content_hash(path)
+        if before is not None and value is not None and before[1] != value:
+            self.changed_files.add(path)
+        self._hashes[path] = value
+        return value
+
+    def set_hash(self, path: str, value: str | None) -> None:
+        """Tell the planner the new content hash of a just-built output."""
+        self._hashes[path] = value
+
+    # -- fingerprints ------------------------------------------------------------------------
+    def identity(self, job: Job) -> Identity:
+        ident = self._identity.get(id(job))
+        if ident is None:
+            try:
+                ident = identify(job.rule.action, job.rule.params, job.wildcards)
+            except TypeError as exc:
+                raise DreamError(f"rule {job.rule.name!r}: {exc}", job.rule.where) from None
+            self._identity[id(job)] = ident
+        return ident
+
+    def components(self, job: Job, input_hashes: list[str | None]) -> dict[str, str]:
+        ident = self.identity(job)
+        if job.rule.input_shape == "dict":
+            inputs = digest("\n".join(f"{n}={h}" for (n, _), h in zip(job.inputs, input_hashes)))
+        else:
+            inputs = digest("\n".join(map(str, input_hashes)))
+        return {"kind": ident.kind, "code": ident.code, "params": ident.params, "model": ident.model,
+                "inputs": inputs}
+
+    # -- decisions ---------------------------------------------------------------------------
+    def decide(self, job: Job, will_run: set[int] | None = None) -> Decision:
+        """Check one job. `will_run` holds ids of upstream jobs that are going to run (dry-run)."""
+        input_hashes: list[str | None] = []
+        rebuilt_input = None
+        producers = self.graph.producer
+        hashes = self._hashes
+        for _, path in job.inputs:
+            producer = producers.get(path)
+            if will_run is not None and producer is not None and id(producer) in will_run:
+                rebuilt_input = rebuilt_input or path
+                input_hashes.append(None)
+                continue
+            value = hashes[path] if path in hashes else self.content_hash(path)
+            if value is None:
+                if producer is None:
+                    raise DreamError(f"rule {job.rule.name!r} needs {path}, which does not exist and no rule makes"
+                                     " it", job.rule.where)
+                rebuilt_input = rebuilt_input or path
+            input_hashes.append(value)
+        if not job.outputs:
+            return Decision(job, None)
+        comps = self.components(job, input_hashes)
+        fingerprint = combine(comps)
+        decision = Decision(job, None, fingerprint=fingerprint, components=comps)
+
+        if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
+            return self._stale(decision, "forced", "forced")
+        records = []
+        for _, path in job.outputs:
+            current = hashes[path] if path in hashes else self.content_hash(path)
+            if current is None:
+                return self._stale(decision, "missing", f"{path} is missing")
+            record = self.records.get(path)
+            if record is None:
+                return self._stale(decision, "untracked", f"{path} was not built by dreammake")
+            records.append((path, record, current))
+        if rebuilt_input is not None:
+            return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
+        for path, record, current in records:
+            if current != record[1]:
+                return self._stale(decision, "modified", f"{path} was changed by hand")
+        for path, record, _ in records:
+            if record[0] != fingerprint:
+                return self._changed_components(decision, job, self.state.components(path))
+        return decision
+
+    def _changed_components(self, decision: Decision, job: Job, old: dict[str, str]) -> Decision:
+        comps = decision.components or {}
+        changed = [name for name in COMPONENTS if old.get(name) != comps[name]]
+        if not changed:
+            return self._stale(decision, "params", "fingerprint changed")
+        first = changed[0]
+        if first == "inputs":
+            which = next((p for p in job.input_paths if p in self.changed_files), None)
+            return self._stale(decision, "input", f"input {which} changed" if which else "inputs changed")
+        names = {"kind": "rule kind or version", "code": "code", "params": "params", "model": "model"}
+        detail = ", ".join(names.get(c, "inputs") for c in changed) + " changed"
+        return self._stale(decision, first, detail)
+
+    @staticmethod
+    def _stale(decision: Decision, reason: str, detail: str) -> Decision:
+        decision.reason = reason
+        decision.detail = detail
+        return decision
+
+    def plan(self) -> list[Decision]:
+        """Decisions for every job, upstream first, assuming stale jobs will run (like `make -n`)."""
+        will_run: set[int] = set()
+        out = []
+        for job in self.graph.jobs:
+            d = self.decide(job, will_run)
+            if d.stale:
+                will_run.add(id(job))
+            out.append(d)
+        return out

@@ -1,0 +1,118 @@
+"""One project = a Dreamfile + its state: the phases of a run (load, resolve, plan, execute).
+
+The CLI calls these functions; they hold the build logic and return plain results.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dreammake.console import Console
+from dreammake.dsl import Workflow, load
+from dreammake.errors import DreamError
+from dreammake.executor import LocalExecutor, Summary
+from dreammake.graph import Graph, Resolver, default_targets
+from dreammake.planner import Decision, Planner
+from dreammake.runner import JobRunner
+from dreammake.state import State
+
+
+@dataclass
+class Options:
+    """Settings shared by every command."""
+
+    dreamfile: str = "Dreamfile"
+    config: dict[str, Any] | None = None
+    wait: bool = True
+    debug: bool = False
+
+
+class Project:
+    """A loaded Dreamfile with its state; open with `with Project(opts, console) as p:`."""
+
+    def __init__(self, options: Options, console: Console):
+        self.options = options
+        self.console = console
+        self.root = Path.cwd()
+        gc.disable()  # loading and planning allocate many long-lived objects and make no cycles
+        self.workflow: Workflow = load(options.dreamfile, options.config)
+        self._state: State | None = None
+
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State(self.root, wait=self.options.wait, on_wait=lambda pid: self.console.line(
+                "warn", f"another dreammake (pid {pid}) is running here; waiting for it to finish…"))
+        return self._state
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        gc.enable()
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+    # -- phases ------------------------------------------------------------------------------
+    def graph(self, targets: list[str] | None = None, until: str | None = None) -> Graph:
+        """Resolve targets (default: `all`, else the final targets) into a job DAG."""
+        names = list(targets) if targets else default_targets(self.workflow)
+        graph = Resolver(self.workflow).resolve(names)
+        return graph.until(until) if until else graph
+
+    def planner(self, graph: Graph, forced: list[str] | None = None, force_all: bool = False) -> Planner:
+        from dreammake.paths import normalize
+
+        return Planner(graph, self.state, {normalize(f) for f in forced or []}, force_all)
+
+    def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
+              resources: dict[str, float] | None = None) -> Summary:
+        """Run the stale jobs and record their outputs."""
+        gc.enable()
+        state = self.state
+        run_id = state.start_run(" ".join(["dreammake", *sys.argv[1:]]))
+        runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text))
+        executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id)
+        summary = executor.run(decisions)
+        status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"
+        state.finish_run(run_id, status, len(summary.ran), len(summary.failed))
+        return summary
+
+    def clean(self, graph: Graph) -> list[str]:
+        """Remove the outputs of the graph's jobs (never source files) and forget their records."""
+        import shutil
+
+        removed = []
+        for job in graph.jobs:
+            for path in job.output_paths:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                elif os.path.lexists(path):
+                    os.remove(path)
+                else:
+                    continue
+                removed.append(path)
+        self.state.forget_targets([p for j in graph.jobs for p in j.output_paths])
+        return removed
+
+
+def parse_assignments(items: tuple[str, ...] | list[str], what: str) -> dict[str, Any]:
+    """`key=value` pairs from the command line; values are JSON when they parse (numbers, lists), else text."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DreamError(f"{what} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

@@ -1,0 +1,247 @@
+"""Runs one job: prepares temp outputs and a work folder, calls the action, and puts
+finished outputs in place atomically (keeping the old file when the content is unchanged)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from dreammake.actions import Action, JobContext, function_arguments
+from dreammake.errors import DreamError, JobFailed
+from dreammake.filehash import TEMP_MARK, hash_file_bytes, stat_signature
+from dreammake.graph import Job
+from dreammake.planner import Decision, Planner
+from dreammake.state import STATE_DIR, TargetRecord
+from dreammake.tables import data_hash, load_dataset, temp_path, to_table, write_parquet
+
+PARQUET = (".parquet", ".pq")
+
+
+def output_keys(job: Job) -> list[str]:
+    """Keys of a job's outputs: their names, or their positions."""
+    return [name if name is not None else str(i) for i, (name, _) in enumerate(job.outputs)]
+
+
+class JobRunner:
+    """Executes jobs for the executor; safe to call from worker threads."""
+
+    def __init__(self, planner: Planner, root: str, log: Any = print):
+        self.planner = planner
+        self.root = root
+        self.log = log
+        self.cancel = threading.Event()
+        self._temps: set[str] = set()
+        self._lock = threading.Lock()
+
+    def work_dir(self, job: Job, fingerprint: str) -> str:
+        """A persistent folder for this job's intermediate state, wiped when its fingerprint changes."""
+        from dreammake.fingerprint import digest
+
+        folder = os.path.join(self.root, STATE_DIR, "work", f"{job.rule.name}-{digest(job.name)[:12]}")
+        marker = os.path.join(folder, "FINGERPRINT")
+        try:
+            with open(marker) as f:
+                same = f.read().strip() == fingerprint
+        except OSError:
+            same = False
+        if not same:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder, exist_ok=True)
+            with open(marker, "w") as f:
+                f.write(fingerprint)
+        return folder
+
+    def run(self, decision: Decision, run_id: int | None) -> list[TargetRecord]:
+        """Run the job of `decision`; returns the records of its outputs."""
+        job = decision.job
+        temps = {key: temp_path(path) for key, (_, path) in zip(output_keys(job), job.outputs)}
+        for i, (key, (_, path)) in enumerate(zip(output_keys(job), job.outputs)):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            _remove_stale_temps(path)
+            if i in job.rule.folders:
+                os.makedirs(temps[key])
+        with self._lock:
+            self._temps.update(temps.values())
+        ctx = JobContext(job, temps, self.work_dir(job, decision.fingerprint), self.cancel, decision.fingerprint,
+                         state=self.planner.state, log=self.log)
+        started = time.perf_counter()
+        try:
+            produced = self._call(job, ctx)
+            records = self._finish(job, decision, temps, produced, ctx, time.perf_counter() - started, run_id)
+        except DreamError:
+            raise
+        except Exception as exc:
+            where = job.rule.where
+            raise JobFailed(f"rule {job.rule.name!r} failed: {type(exc).__name__}: {exc}", where) from exc
+        finally:
+            for t in temps.values():
+                _remove(t)
+            with self._lock:
+                self._temps.difference_update(temps.values())
+        shutil.rmtree(ctx.work_dir, ignore_errors=True)
+        return records
+
+    def cleanup(self) -> None:
+        """Remove temp outputs of interrupted jobs."""
+        with self._lock:
+            for t in list(self._temps):
+                _remove(t)
+            self._temps.clear()
+
+    # -- calling the action ------------------------------------------------------------------
+    def _call(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        action = job.rule.action
+        if isinstance(action, Action):
+            result = action.execute(ctx)
+            return self._by_key(job, result, wrote_files=result is None)
+        names, takes_all = function_arguments(action)
+        kwargs: dict[str, Any] = {}
+        inputs = [self._load_input(p) for _, p in job.inputs]
+        if job.rule.input_shape == "single":
+            kwargs["input"] = inputs[0]
+        elif job.rule.input_shape == "list":
+            kwargs["input"] = inputs
+        elif job.rule.input_shape == "dict":
+            kwargs.update({n: v for (n, _), v in zip(job.inputs, inputs)})
+        wants_output = "output" in names
+        if wants_output:
+            keys = output_keys(job)
+            if job.rule.output_shape == "single":
+                kwargs["output"] = ctx.outputs[keys[0]]
+            elif job.rule.output_shape == "list":
+                kwargs["output"] = [ctx.outputs[k] for k in keys]
+            else:
+                kwargs["output"] = dict(ctx.outputs)
+        if "params" in names or takes_all:
+            kwargs["params"] = job.rule.params
+        if "wildcards" in names or takes_all:
+            kwargs["wildcards"] = job.wildcards
+        if not takes_all:
+            unknown = [k for k in kwargs if k not in names]
+            if unknown:
+                raise DreamError(f"rule {job.rule.name!r}: {action.__name__}() does not accept {', '.join(unknown)}",
+                                 job.rule.where, hint="add these parameters to the function")
+            missing = [n for n in names if n not in kwargs and _required(action, n)]
+            if missing:
+                raise DreamError(f"rule {job.rule.name!r}: {action.__name__}() wants {', '.join(missing)}, which"
+                                 " the rule does not provide", job.rule.where)
+        result = action(**kwargs)
+        return self._by_key(job, result, wrote_files=wants_output)
+
+    def _by_key(self, job: Job, result: Any, wrote_files: bool) -> dict[str, Any]:
+        keys = output_keys(job)
+        if wrote_files:
+            return {}
+        if len(keys) == 1:
+            return {keys[0]: result}
+        if isinstance(result, dict) and set(result) == set(keys):
+            return result
+        if isinstance(result, (list, tuple)) and len(result) == len(keys) and job.rule.output_shape == "list":
+            return dict(zip(keys, result))
+        raise DreamError(f"rule {job.rule.name!r} has {len(keys)} outputs; return a dict keyed {keys}",
+                         job.rule.where)
+
+    def _load_input(self, path: str) -> Any:
+        """Parquet inputs as Datasets; anything else (folders, other files) as its path."""
+        if path.endswith(PARQUET) and os.path.isfile(path):
+            return load_dataset(path, self.planner.content_hash(path))
+        return path
+
+    # -- putting outputs in place ------------------------------------------------------------
+    def _finish(self, job: Job, decision: Decision, temps: dict[str, str], produced: dict[str, Any],
+                ctx: JobContext, duration: float, run_id: int | None) -> list[TargetRecord]:
+        records = []
+        built_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        for key, (_, path) in zip(output_keys(job), job.outputs):
+            tmp = temps[key]
+            rows = None
+            new_data_hash = None
+            if key in produced:
+                if not path.endswith(PARQUET):
+                    raise DreamError(f"rule {job.rule.name!r}: {path} is not a Parquet file, so the function"
+                                     " must write it: add an `output` parameter", job.rule.where)
+                table = to_table(produced[key], f"rule {job.rule.name!r}")
+                rows = table.num_rows
+                new_data_hash = data_hash(table)
+                write_parquet(table, tmp, job.rule.name, decision.fingerprint)
+            elif not os.path.lexists(tmp):
+                raise DreamError(f"rule {job.rule.name!r} did not write {path}", job.rule.where)
+            elif path.endswith(PARQUET) and os.path.isfile(tmp):
+                rows = _parquet_rows(tmp)
+            content_hash, size = self._place(path, tmp, new_data_hash)
+            records.append(TargetRecord(path, job.rule.name, decision.fingerprint, dict(decision.components or {}),
+                                        content_hash, new_data_hash, size, rows, built_at, duration, run_id,
+                                        dict(ctx.stats)))
+        return records
+
+    def _place(self, path: str, tmp: str, new_data_hash: str | None) -> tuple[str, int]:
+        """Rename tmp over path, unless path already holds the same content (then keep it untouched)."""
+        planner = self.planner
+        record = planner.records.get(path)
+        folder = os.path.isdir(tmp)
+        if folder:
+            new_hash = planner.hasher.folder_hash(tmp)
+        else:
+            new_hash = hash_file_bytes(tmp)
+        if record is not None and os.path.lexists(path):
+            current = planner.content_hash(path, fresh=True)
+            same = current == record[1] and (
+                (new_data_hash is not None and new_data_hash == record[2]) or new_hash == current)
+            if same:
+                _remove(tmp)
+                return current, _size(path)
+        if folder:
+            old = temp_path(path) + "-old"
+            if os.path.lexists(path):
+                os.rename(path, old)
+            os.rename(tmp, path)
+            _remove(old)
+            new_hash = planner.hasher.folder_hash(path)
+        else:
+            os.replace(tmp, path)
+            planner.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
+        planner.set_hash(path, new_hash)
+        planner.changed_files.add(path)
+        return new_hash, _size(path)
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Temp outputs left by a killed run (same target, any pid)."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}{TEMP_MARK}"
+    with os.scandir(folder or ".") as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix):
+                _remove(entry.path)
+
+
+def _required(fn: Any, name: str) -> bool:
+    import inspect
+
+    return inspect.signature(fn).parameters[name].default is inspect.Parameter.empty
+
+
+def _parquet_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,230 @@
+"""The project's state in DuckDB (`.dreammake/state.duckdb`), and the lock around it.
+
+Tables: `targets` (one row per built output: fingerprint and its components, content
+hash, size, rows, timings), `files` (the stat-signature → content-hash cache), `runs`.
+Only the coordinating `dreammake` process opens the database; a second process waits
+on `.dreammake/lock` (or exits 2 with `--no-wait`). DuckDB's write-ahead log keeps the
+file consistent when a run is killed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dreammake.errors import DreamError
+
+STATE_DIR = ".dreammake"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS files (path VARCHAR PRIMARY KEY, sig VARCHAR, hash VARCHAR);
+CREATE TABLE IF NOT EXISTS targets (
+    path VARCHAR PRIMARY KEY, rule VARCHAR, fingerprint VARCHAR,
+    kind_hash VARCHAR, code_hash VARCHAR, params_hash VARCHAR, model_hash VARCHAR, inputs_hash VARCHAR,
+    content_hash VARCHAR, data_hash VARCHAR, size BIGINT, rows BIGINT,
+    built_at TIMESTAMP, duration_s DOUBLE, run_id BIGINT, stats VARCHAR);
+CREATE SEQUENCE IF NOT EXISTS run_ids START 1;
+CREATE TABLE IF NOT EXISTS runs (
+    id BIGINT PRIMARY KEY, started_at TIMESTAMP, finished_at TIMESTAMP, command VARCHAR,
+    status VARCHAR, jobs_run INTEGER, jobs_failed INTEGER);
+"""
+
+TARGET_COLUMNS = (
+    "path", "rule", "fingerprint", "kind_hash", "code_hash", "params_hash", "model_hash", "inputs_hash",
+    "content_hash", "data_hash", "size", "rows", "built_at", "duration_s", "run_id", "stats",
+)
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """What the state remembers about one built output."""
+
+    path: str
+    rule: str
+    fingerprint: str
+    components: dict[str, str]
+    content_hash: str
+    data_hash: str | None
+    size: int
+    rows: int | None
+    built_at: Any = None
+    duration_s: float | None = None
+    run_id: int | None = None
+    stats: dict[str, Any] | None = None
+
+
+class ProjectLock:
+    """An exclusive advisory lock on `.dreammake/lock`, released by the OS if the process dies."""
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "lock"
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool, on_wait: Any = None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if not wait:
+                os.close(fd)
+                raise DreamError(f"another dreammake (pid {holder}) is running in this project",
+                                 hint="wait for it, or run without --no-wait to queue") from None
+            if on_wait:
+                on_wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class State:
+    """Reads and writes the project's DuckDB state. One instance per coordinating process."""
+
+    def __init__(self, root: Path, wait: bool = True, on_wait: Any = None):
+        self.root = root
+        self.dir = root / STATE_DIR
+        self.lock = ProjectLock(self.dir)
+        self.lock.acquire(wait, on_wait)
+        import duckdb
+
+        try:
+            self.db = duckdb.connect(str(self.dir / "state.duckdb"))
+        except duckdb.Error as exc:
+            self.lock.release()
+            raise DreamError(f"cannot open {self.dir / 'state.duckdb'}: {exc}") from None
+        self.db.execute(_SCHEMA)
+        self._files: dict[str, tuple[str, str]] | None = None
+        self._targets: dict[str, tuple[str, str, str | None]] | None = None
+        self._components: dict[str, dict[str, str]] | None = None
+        self._dirty_files: dict[str, tuple[str, str]] = {}
+        self._files_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Flush pending hash-cache rows, close the database and release the lock."""
+        try:
+            self.flush_files()
+            self.db.close()
+        finally:
+            self.lock.release()
+
+    # -- the file-hash cache ----------------------------------------------------------------
+    def file_hashes(self) -> dict[str, tuple[str, str]]:
+        """path → (stat signature, content hash), loaded once."""
+        if self._files is None:
+            rows = self.db.execute("SELECT path, sig, hash FROM files").fetchall()
+            self._files = {p: (s, h) for p, s, h in rows}
+        return self._files
+
+    def remember_file(self, path: str, sig: str, content_hash: str) -> None:
+        """Cache a file's hash under its stat signature (written on flush)."""
+        entry = (sig, content_hash)
+        files = self.file_hashes()
+        if files.get(path) != entry:
+            with self._files_lock:
+                files[path] = entry
+                self._dirty_files[path] = entry
+
+    def flush_files(self) -> None:
+        """Write the hash-cache rows learned since the last flush."""
+        with self._files_lock:
+            rows = [(p, s, h) for p, (s, h) in self._dirty_files.items()]
+            self._dirty_files.clear()
+        if rows:
+            self._upsert("files", 3, rows)
+
+    # -- targets ----------------------------------------------------------------------------
+    def targets(self) -> dict[str, tuple[str, str, str | None]]:
+        """path → (fingerprint, content_hash, data_hash), loaded once (what a no-op check needs)."""
+        if self._targets is None:
+            rows = self.db.execute("SELECT path, fingerprint, content_hash, data_hash FROM targets").fetchall()
+            self._targets = {r[0]: r[1:] for r in rows}
+        return self._targets
+
+    def components(self, path: str) -> dict[str, str]:
+        """The recorded fingerprint components of an output (to say which part changed)."""
+        if self._components is None:
+            rows = self.db.execute("SELECT path, kind_hash, code_hash, params_hash, model_hash, inputs_hash"
+                                   " FROM targets").fetchall()
+            self._components = {r[0]: dict(zip(("kind", "code", "params", "model", "inputs"), r[1:])) for r in rows}
+        return self._components.get(path, {})
+
+    def record_targets(self, records: Sequence[TargetRecord]) -> None:
+        """Store finished outputs (one transaction, so a kill never leaves half a record)."""
+        if not records:
+            return
+        rows = []
+        for r in records:
+            c = r.components
+            rows.append((r.path, r.rule, r.fingerprint, c["kind"], c["code"], c["params"], c["model"], c["inputs"],
+                         r.content_hash, r.data_hash, r.size, r.rows, r.built_at, r.duration_s, r.run_id,
+                         json.dumps(r.stats) if r.stats else None))
+            self.targets()[r.path] = (r.fingerprint, r.content_hash, r.data_hash)
+            if self._components is not None:
+                self._components[r.path] = dict(c)
+        self.db.execute("BEGIN")
+        try:
+            self._upsert("targets", len(TARGET_COLUMNS), rows)
+            self.flush_files()
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def forget_targets(self, paths: Iterable[str]) -> None:
+        """Drop the records of removed outputs."""
+        paths = list(paths)
+        for i in range(0, len(paths), 500):
+            chunk = paths[i : i + 500]
+            self.db.execute(f"DELETE FROM targets WHERE path IN ({','.join('?' * len(chunk))})", chunk)
+        for p in paths:
+            self.targets().pop(p, None)
+
+    def target_details(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Full records (rows, timings, stats) for status and cards."""
+        cur = self.db.execute(f"SELECT {', '.join(TARGET_COLUMNS)} FROM targets")
+        out = {}
+        wanted = set(paths) if paths is not None else None
+        for row in cur.fetchall():
+            if wanted is None or row[0] in wanted:
+                rec = dict(zip(TARGET_COLUMNS, row))
+                rec["stats"] = json.loads(rec["stats"]) if rec["stats"] else {}
+                out[row[0]] = rec
+        return out
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, command: str) -> int:
+        """Open a run record and return its id."""
+        run_id = self.db.execute("SELECT nextval('run_ids')").fetchone()[0]
+        self.db.execute("INSERT INTO runs VALUES (?, now(), NULL, ?, 'running', 0, 0)", [run_id, command])
+        return int(run_id)
+
+    def finish_run(self, run_id: int, status: str, jobs_run: int, jobs_failed: int) -> None:
+        """Close a run record."""
+        self.db.execute("UPDATE runs SET finished_at = now(), status = ?, jobs_run = ?, jobs_failed = ? WHERE id = ?",
+                        [status, jobs_run, jobs_failed, run_id])
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _upsert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        # DuckDB's executemany costs milliseconds a row; one multi-row VALUES statement per chunk does not.
+        one = "(" + ",".join("?" * width) + ")"
+        for i in range(0, len(rows), 1000):
+            chunk = rows[i : i + 1000]
+            params = [value for row in chunk for value in row]
+            self.db.execute(f"INSERT OR REPLACE INTO {table} VALUES {','.join([one] * len(chunk))}", params)
