@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,31 @@ class JobContext:
     state: State | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # llm_calls, tokens, cost ... for status and cards
     log: Callable[[str], None] = print
+    progress: Callable[[str, int], Callable[[int], None]] | None = None
+    written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
+
+    def input_path(self, name: str | int = 0) -> str:
+        """Path of an input by name or position."""
+        for i, (n, path) in enumerate(self.job.inputs):
+            if n == name or i == name:
+                return path
+        raise KeyError(f"rule {self.job.rule.name!r} has no input {name!r}")
+
+    def write_batches(self, key: str, batches: Iterable[Any]) -> int:
+        """Stream tables/batches into output `key` (Parquet with metadata); returns the row count."""
+        from dreammake.tables import TableWriter
+
+        writer = TableWriter(self.outputs[key], self.job.rule.name, self.fingerprint)
+        for batch in batches:
+            writer.write(batch)
+        self.written[key] = (writer.rows, writer.close())
+        return writer.rows
+
+    def track(self, description: str, total: int) -> Callable[[int], None]:
+        """A progress bar for long work inside the job; returns `advance(n)`."""
+        if self.progress is None:
+            return lambda n: None
+        return self.progress(f"{self.job.name}: {description}", total)
 
 
 class Action:

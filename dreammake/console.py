@@ -51,14 +51,28 @@ class Console:
     # -- progress over the jobs of a run ------------------------------------------------------
     def start_progress(self, total: int) -> None:
         """Show a progress bar (terminal only)."""
-        if not self.rich or self.quiet or total < 2:
+        if not self.rich or self.quiet:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  console=self._rich(), transient=True)
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=self._rich(), transient=True)
         self._progress.start()
         self._task = self._progress.add_task("jobs", total=total)
+
+    def task(self, description: str, total: int) -> Any:
+        """A sub-progress bar (e.g. rows of a generation); returns `advance(n)`. Thread-safe."""
+        if self._progress is None:
+            return lambda n: None
+        task = self._progress.add_task(description, total=total)
+        progress = self._progress
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            if progress.tasks[task].finished:
+                progress.remove_task(task)
+
+        return advance
 
     def advance(self) -> None:
         """One more job finished."""

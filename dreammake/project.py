@@ -77,7 +77,8 @@ class Project:
         gc.enable()
         state = self.state
         run_id = state.start_run(" ".join(["dreammake", *sys.argv[1:]]))
-        runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text))
+        runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
+                           progress=self.console.task)
         executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id)
         summary = executor.run(decisions)
         status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"

@@ -16,7 +16,7 @@ from dreammake.filehash import TEMP_MARK, hash_file_bytes, stat_signature
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
 from dreammake.state import STATE_DIR, TargetRecord
-from dreammake.tables import data_hash, load_dataset, temp_path, to_table, write_parquet
+from dreammake.tables import load_dataset, temp_path, to_table, write_table
 
 PARQUET = (".parquet", ".pq")
 
@@ -29,10 +29,11 @@ def output_keys(job: Job) -> list[str]:
 class JobRunner:
     """Executes jobs for the executor; safe to call from worker threads."""
 
-    def __init__(self, planner: Planner, root: str, log: Any = print):
+    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None):
         self.planner = planner
         self.root = root
         self.log = log
+        self.progress = progress
         self.cancel = threading.Event()
         self._temps: set[str] = set()
         self._lock = threading.Lock()
@@ -67,7 +68,7 @@ class JobRunner:
         with self._lock:
             self._temps.update(temps.values())
         ctx = JobContext(job, temps, self.work_dir(job, decision.fingerprint), self.cancel, decision.fingerprint,
-                         state=self.planner.state, log=self.log)
+                         state=self.planner.state, log=self.log, progress=self.progress)
         started = time.perf_counter()
         try:
             produced = self._call(job, ctx)
@@ -166,8 +167,9 @@ class JobRunner:
                                      " must write it: add an `output` parameter", job.rule.where)
                 table = to_table(produced[key], f"rule {job.rule.name!r}")
                 rows = table.num_rows
-                new_data_hash = data_hash(table)
-                write_parquet(table, tmp, job.rule.name, decision.fingerprint)
+                new_data_hash = write_table(table, tmp, job.rule.name, decision.fingerprint)
+            elif key in ctx.written:
+                rows, new_data_hash = ctx.written[key]
             elif not os.path.lexists(tmp):
                 raise DreamError(f"rule {job.rule.name!r} did not write {path}", job.rule.where)
             elif path.endswith(PARQUET) and os.path.isfile(tmp):

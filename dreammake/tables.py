@@ -32,6 +32,13 @@ def read_table(path: str) -> pa.Table:
     return pq.ParquetFile(path, memory_map=True).read()
 
 
+def iter_batches(path: str, rows: int = 65536) -> Any:
+    """Stream a Parquet file as record batches of at most `rows` rows (constant memory)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, memory_map=True).iter_batches(batch_size=rows)
+
+
 def load_dataset(path: str, content_hash: str | None = None) -> Any:
     """A Parquet target as a `datasets.Dataset` over Arrow memory (no copy into the HF cache).
 
@@ -70,23 +77,51 @@ def to_table(value: Any, what: str) -> pa.Table:
                     " a dict of columns, a pyarrow Table, a pandas DataFrame or a datasets.Dataset")
 
 
-def data_hash(table: pa.Table) -> str:
-    """Hash of a table's schema and values, independent of the Parquet file's metadata."""
-    import pyarrow as pa
+class TableWriter:
+    """Streams record batches into a Parquet file with dreammake's metadata, hashing the data as it goes.
 
-    h = xxhash.xxh3_128()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as writer:
-        writer.write_table(table.replace_schema_metadata(None), max_chunksize=65536)
-    h.update(sink.getvalue())
-    return h.hexdigest()
+    `data_hash` (schema + values, not the file's metadata) is what early cutoff compares.
+    """
+
+    def __init__(self, path: str, rule: str, fingerprint: str):
+        self.path = path
+        self.meta = {b"dreammake.rule": rule.encode(), b"dreammake.fingerprint": fingerprint.encode(),
+                     b"dreammake.version": __version__.encode()}
+        self.rows = 0
+        self._writer: Any = None
+        self._hash = xxhash.xxh3_128()
+
+    def write(self, table: pa.Table) -> None:
+        """Append a table (or batch) to the file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if self._writer is None:
+            schema = table.schema.with_metadata({**(table.schema.metadata or {}), **self.meta})
+            self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+            self.schema = schema
+            self._hash.update(table.schema.remove_metadata().serialize().to_pybytes())
+        table = table.replace_schema_metadata(self.schema.metadata)
+        self._writer.write_table(table)
+        for batch in table.to_batches():
+            self._hash.update(memoryview(batch.serialize()))
+        self.rows += table.num_rows
+
+    def close(self, empty_schema: pa.Schema | None = None) -> str:
+        """Finish the file; returns the data hash. An empty result still gets a valid file."""
+        if self._writer is None:
+            import pyarrow as pa
+
+            self.write(pa.table({}) if empty_schema is None else empty_schema.empty_table())
+        self._writer.close()
+        return self._hash.hexdigest()
 
 
-def write_parquet(table: pa.Table, path: str, rule: str, fingerprint: str) -> None:
-    """Write a table to `path` with dreammake's key-value metadata (rule, fingerprint, version)."""
-    import pyarrow.parquet as pq
-
-    meta = dict(table.schema.metadata or {})
-    meta.update({b"dreammake.rule": rule.encode(), b"dreammake.fingerprint": fingerprint.encode(),
-                 b"dreammake.version": __version__.encode()})
-    pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd")
+def write_table(table: pa.Table, path: str, rule: str, fingerprint: str) -> str:
+    """Write a whole table as Parquet with dreammake's metadata; returns its data hash."""
+    writer = TableWriter(path, rule, fingerprint)
+    for i in range(0, max(table.num_rows, 1), 65536):
+        writer.write(table.slice(i, 65536))
+    return writer.close()
