@@ -32,6 +32,7 @@ class JobContext:
     stats: dict[str, Any] = field(default_factory=dict)  # llm_calls, tokens, cost ... for status and cards
     log: Callable[[str], None] = print
     progress: Callable[[str, int], Callable[[int], None]] | None = None
+    budget: Any = None  # dreammake.llm.generate.Budget for --max-cost
     written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
 
     def input_path(self, name: str | int = 0) -> str:
@@ -78,6 +79,10 @@ class Action:
     def code_identity(self) -> str:
         """User callables inside the action (e.g. a filter function), hashed."""
         return ""
+
+    def extra_inputs(self) -> list[str]:
+        """Paths the action reads besides the rule's inputs (e.g. a checkpoint used as a model)."""
+        return []
 
     def execute(self, ctx: JobContext) -> dict[str, Any] | None:
         """Produce the outputs at ctx.outputs' temp paths, or return tables for the engine to write."""

@@ -100,11 +100,13 @@ def main() -> None:
 @click.option("--until", metavar="RULE", help="Only build the jobs of RULE and what they need.")
 @click.option("--resources", multiple=True, metavar="NAME=N", help="Limit a resource across running jobs,"
               " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
+@click.option("--max-cost", type=float, metavar="USD", help="Stop generating once this run has spent USD on"
+              " model calls (finished rows are kept; rerun to continue).")
 @click.option("--quiet", is_flag=True, help="Only print errors.")
 @common_options
 def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, keep_going: bool,
-          forced: tuple[str, ...], forceall: bool, until: str | None, resources: tuple[str, ...], quiet: bool,
-          **common: Any) -> None:
+          forced: tuple[str, ...], forceall: bool, until: str | None, resources: tuple[str, ...],
+          max_cost: float | None, quiet: bool, **common: Any) -> None:
     """Build TARGETS (paths or rule names; default: rule `all`, else every final target)."""
     console = Console(quiet=quiet or question, debug=common["debug"])
     debug = common["debug"]
@@ -125,7 +127,7 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
             if not stale:
                 console.line("done", "everything is up to date")
                 return
-            summary = project.build(planner, decisions, jobs, keep_going, limits)
+            summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost)
         _report(console, summary, len(stale))
     except DreamError as exc:
         _fail(console, exc, debug)

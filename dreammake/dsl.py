@@ -133,6 +133,7 @@ class Workflow:
         self.rules: list[Rule] = []
         self.by_name: dict[str, Rule] = {}
         self.files: list[str] = []
+        self.models: list[Any] = []
 
     # -- the DSL ---------------------------------------------------------------------------
     def rule(
@@ -169,9 +170,20 @@ class Workflow:
             raise DreamError(f"rule {name!r}: inputs use wildcards that no output defines", _at(where))
         if hasattr(run, "bind"):
             run.bind(r)
+        extra = run.extra_inputs() if hasattr(run, "extra_inputs") else []
+        if extra:
+            r.inputs = r.inputs + tuple((f"__model{i}__", normalize(p)) for i, p in enumerate(extra))
         self.rules.append(r)
         self.by_name[name] = r
         return r
+
+    def llm(self, spec: Any, **defaults: Any) -> Any:
+        """A model for prompt rules (see `dreammake.llm.handle.llm`)."""
+        from dreammake.llm.handle import llm
+
+        model = llm(spec, **defaults)
+        self.models.append(model)
+        return model
 
     def include(self, path: str) -> None:
         """Execute another Dreamfile fragment (relative to the including file) in the same scope."""
@@ -192,6 +204,7 @@ class Workflow:
             "expand": expand,
             "target": target,
             "rules": rules_module,
+            "llm": self.llm,
         }
 
     def _exec_file(self, path: Path, scope: dict[str, Any]) -> None:

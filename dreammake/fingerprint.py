@@ -63,7 +63,7 @@ def hash_data(obj: Any) -> str:
 
 
 # -- code ------------------------------------------------------------------------------------
-_code_cache: dict[Any, str] = {}
+_code_cache: dict[int, tuple[Any, str]] = {}  # id(function) -> (function, hash); the function is kept alive
 
 
 class _StripDocstrings(ast.NodeTransformer):
@@ -101,14 +101,13 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
     if code is None:  # a class or a callable object
         target = fn if isinstance(fn, type) else type(fn)
         return digest(f"{target.__module__}.{target.__qualname__}")
-    key = (code, fn.__defaults__, _closure_key(fn))
-    cached = _code_cache.get(key)
-    if cached is not None:
-        return cached
+    cached = _code_cache.get(id(fn))
+    if cached is not None and cached[0] is fn:
+        return cached[1]
     module = getattr(fn, "__module__", None) or ""
     if module not in ("__dreamfile__", "__main__") and not code.co_filename.startswith(os.getcwd()):
         result = digest(f"{module}.{fn.__qualname__}@{_package_version(module)}")
-        _code_cache[key] = result
+        _code_cache[id(fn)] = (fn, result)
         return result
     text, names = _source_ast(fn)
     parts = [text, canonical(fn.__defaults__ or ()), canonical(_closure_values(fn))]
@@ -122,7 +121,7 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
         elif isinstance(value, (str, int, float, bool, tuple)) and not name.startswith("__"):
             parts.append(f"{name}={canonical(value)}")
     result = digest("\n".join(parts))
-    _code_cache[key] = result
+    _code_cache[id(fn)] = (fn, result)
     return result
 
 
@@ -140,15 +139,6 @@ def _closure_values(fn: Callable[..., Any]) -> list[Any]:
         except TypeError:
             values.append(type(value).__qualname__)
     return values
-
-
-def _closure_key(fn: Callable[..., Any]) -> Any:
-    if not fn.__closure__:
-        return None
-    try:
-        return canonical(_closure_values(fn))
-    except TypeError:
-        return id(fn)
 
 
 def _package_version(module: str) -> str:

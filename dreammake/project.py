@@ -72,15 +72,21 @@ class Project:
         return Planner(graph, self.state, {normalize(f) for f in forced or []}, force_all)
 
     def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
-              resources: dict[str, float] | None = None) -> Summary:
-        """Run the stale jobs and record their outputs."""
+              resources: dict[str, float] | None = None, max_cost: float | None = None) -> Summary:
+        """Run the stale jobs and record their outputs; models are freed at the end."""
+        from dreammake.llm.generate import Budget
+
         gc.enable()
         state = self.state
         run_id = state.start_run(" ".join(["dreammake", *sys.argv[1:]]))
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
-                           progress=self.console.task)
+                           progress=self.console.task, budget=Budget(max_cost))
         executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id)
-        summary = executor.run(decisions)
+        try:
+            summary = executor.run(decisions)
+        finally:
+            for model in self.workflow.models:
+                model.close()
         status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"
         state.finish_run(run_id, status, len(summary.ran), len(summary.failed))
         return summary

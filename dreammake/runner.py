@@ -29,7 +29,8 @@ def output_keys(job: Job) -> list[str]:
 class JobRunner:
     """Executes jobs for the executor; safe to call from worker threads."""
 
-    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None):
+    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None, budget: Any = None):
+        self.budget = budget
         self.planner = planner
         self.root = root
         self.log = log
@@ -68,7 +69,8 @@ class JobRunner:
         with self._lock:
             self._temps.update(temps.values())
         ctx = JobContext(job, temps, self.work_dir(job, decision.fingerprint), self.cancel, decision.fingerprint,
-                         state=self.planner.state, log=self.log, progress=self.progress)
+                         state=self.planner.state, log=self.log, progress=self.progress,
+                         budget=self.budget)
         started = time.perf_counter()
         try:
             produced = self._call(job, ctx)

@@ -10,7 +10,9 @@ import importlib
 from typing import Any
 
 # kind name -> module (relative to this package) that defines it
-_KINDS: dict[str, str] = {}
+_KINDS: dict[str, str] = {
+    "prompt": "prompts",
+}
 
 
 def __getattr__(name: str) -> Any:

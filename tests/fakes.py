@@ -1,0 +1,47 @@
+"""An instant in-process LLM backend for engine tests (a test double; real backends have their own tests)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dreammake.llm.base import Response
+
+
+class EchoBackend:
+    """Answers each request with its last message reversed; logs every call to `log_path`."""
+
+    name = "echo"
+
+    def __init__(self, log_path: str = "calls.log", delay: float = 0.0, cost: float = 0.001, version: int = 1):
+        self.log_path = log_path
+        self.delay = delay
+        self.cost = cost
+        self.version = version
+
+    def identity(self) -> dict:
+        return {"backend": "echo", "version": self.version}
+
+    def generate(self, requests, on_result, cancel) -> None:
+        with open(self.log_path, "a") as log:
+            for i, request in enumerate(requests):
+                if cancel.is_set():
+                    return
+                if self.delay:
+                    time.sleep(self.delay)
+                text = request.messages[-1]["content"]
+                log.write(text.replace("\n", " ") + "\n")
+                log.flush()
+                on_result(i, Response(text=text[::-1], finish_reason="stop", prompt_tokens=len(text.split()),
+                                      completion_tokens=len(text.split()), cost_usd=self.cost))
+
+    def close(self) -> None:
+        pass
+
+
+def calls(root) -> list[str]:
+    path = os.path.join(root, "calls.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().splitlines()
