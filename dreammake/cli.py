@@ -234,3 +234,82 @@ def clean(targets: tuple[str, ...], **common: Any) -> None:
         console.line("done", f"{len(removed)} output(s) removed")
     except DreamError as exc:
         _fail(console, exc, common["debug"])
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect and manage the LLM row cache (.dreammake/state.duckdb, table llm_cache)."""
+
+
+def _with_state(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @click.option("--no-wait", is_flag=True, help="Exit with code 2 if another dreammake holds the project.")
+    @functools.wraps(fn)
+    def wrapper(no_wait: bool, **kwargs: Any) -> None:
+        from pathlib import Path
+
+        from dreammake.state import State
+
+        console = Console()
+        try:
+            state = State(Path.cwd(), wait=not no_wait)
+            try:
+                fn(state, console, **kwargs)
+            finally:
+                state.close()
+        except DreamError as exc:
+            _fail(console, exc, False)
+
+    return wrapper
+
+
+@cache_group.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_with_state
+def cache_stats(state: Any, console: Console, as_json: bool) -> None:
+    """Cached generations per model: entries, tokens, cost."""
+    from dreammake.llm import cache
+
+    data = cache.stats(state.db)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{data['entries']:,} cached generation(s)")
+    for m in data["models"]:
+        click.echo(f"  model {m['model'][:12]}  {m['entries']:>9,} rows  {m['prompt_tokens']:>11,} prompt tokens"
+                   f"  {m['completion_tokens']:>11,} completion tokens  ${m['cost_usd']:.4f}")
+
+
+@cache_group.command("prune")
+@click.option("--older-than", "days", type=float, metavar="DAYS", help="Only rows cached more than DAYS ago.")
+@click.option("--model", metavar="HASH", help="Only rows of this model (identity hash prefix, see `cache stats`).")
+@click.option("--all", "everything", is_flag=True, help="Delete every cached row.")
+@_with_state
+def cache_prune(state: Any, console: Console, days: float | None, model: str | None, everything: bool) -> None:
+    """Delete cached generations (say which: --older-than, --model, or --all)."""
+    from dreammake.llm import cache
+
+    if days is None and model is None and not everything:
+        raise DreamError("say what to prune", hint="use --older-than DAYS, --model HASH or --all")
+    console.line("done", f"{cache.prune(state.db, days, model):,} cached row(s) deleted")
+
+
+@cache_group.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+@_with_state
+def cache_export(state: Any, console: Console, path: str) -> None:
+    """Write the cache to a Parquet file (share it with `dreammake cache import`)."""
+    from dreammake.llm import cache
+
+    console.line("done", f"{cache.export(state.db, path):,} row(s) written to {path}")
+
+
+@cache_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_with_state
+def cache_import(state: Any, console: Console, path: str) -> None:
+    """Merge a cache file written by `dreammake cache export`."""
+    from dreammake.llm import cache
+
+    console.line("done", f"{cache.import_rows(state.db, path):,} new row(s) imported from {path}")

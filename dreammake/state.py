@@ -211,7 +211,7 @@ class State:
     # -- runs -------------------------------------------------------------------------------
     def start_run(self, command: str) -> int:
         """Open a run record and return its id."""
-        run_id = self.db.execute("SELECT nextval('run_ids')").fetchone()[0]
+        run_id = self.db.execute("SELECT nextval('run_ids')").fetchall()[0][0]
         self.db.execute("INSERT INTO runs VALUES (?, now(), NULL, ?, 'running', 0, 0)", [run_id, command])
         return int(run_id)
 

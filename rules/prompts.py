@@ -72,10 +72,10 @@ class PromptStep(Action):
 
     def messages(self, user: Any) -> list[dict[str, str]]:
         """Chat messages for one row: a system prompt (if any) and the user turn, or the row's own messages."""
-        if isinstance(user, list):
-            messages = [{"role": m["role"], "content": m["content"]} for m in user]
+        if isinstance(user, str):
+            messages = [{"role": "user", "content": user}]
         else:
-            messages = [{"role": "user", "content": str(user)}]
+            messages = [{"role": m["role"], "content": m["content"]} for m in user]
         if self.system and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": self.system})
         return messages
@@ -85,7 +85,8 @@ class PromptStep(Action):
         if columns is None:
             if self.input_column is None:
                 raise DreamError("give input_column= or template=")
-            return batch.column(self.input_column).to_pylist()
+            values = batch.column(self.input_column).to_pylist()
+            return [v if isinstance(v, (str, list)) else str(v) for v in values]
         values = {c: batch.column(c).to_pylist() for c in columns}
         render = self._compiled.render
         return [render(**{c: values[c][i] for c in columns}) for i in range(batch.num_rows)]
@@ -108,10 +109,11 @@ class PromptStep(Action):
         def chunks() -> Iterator[Any]:
             start = 0
             for batch in iter_batches(source, self.chunk_rows):
-                prompts = [self.messages(u) for u in self.user_turns(batch, columns)]
-                gens = generate(ctx, self.llm, prompts, self.generation, self.seeds(start, batch.num_rows))
+                turns = self.user_turns(batch, columns)
+                gens = generate(ctx, self.llm, turns, self.generation, self.seeds(start, batch.num_rows),
+                                self.messages, self.system)
                 start += batch.num_rows
-                yield batch.append_column(self.output_column, pa.array([g.text for g in gens], pa.string()))
+                yield batch.append_column(self.output_column, gens.column("text").cast(pa.string()))
 
         ctx.write_batches(next(iter(ctx.outputs)), chunks())
         return None

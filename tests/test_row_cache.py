@@ -121,3 +121,18 @@ rule("a", input="x.parquet", output="t/a.parquet", run=rules.prompt(llm=echo, in
 """)
     out = project.run(code=2)
     assert "Dreamfile:7: TypeError: unknown argument(s) temprature" in out
+
+
+def test_cache_commands(project, tmp_path_factory):
+    project.dreamfile(PROMPTS)
+    project.run()
+    stats = json.loads(project.run("cache", "stats", "--json"))
+    assert stats["entries"] == 100
+    out = project.run("cache", "export", "cache.parquet")
+    assert "100 row(s) written" in out
+    assert "say what to prune" in project.run("cache", "prune", code=2)
+    assert "100 cached row(s) deleted" in project.run("cache", "prune", "--all")
+    assert "100 new row(s) imported" in project.run("cache", "import", "cache.parquet")
+    project.run("-F")
+    assert len(calls(project.root)) == 100
+    assert "0 cached row(s) deleted" in project.run("cache", "prune", "--older-than", "1")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dreammake.errors import DreamError
@@ -12,10 +11,12 @@ from dreammake.llm.base import LLMError, Request, Response
 from dreammake.llm.cache import KeyMaker, RowCache
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from dreammake.actions import JobContext
     from dreammake.llm.handle import LLM
 
-Messages = Sequence[dict[str, str]]
+Turn = Any  # a user message (str) or a full list of chat messages
 STAT_KEYS = ("llm_calls", "llm_cached", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
@@ -38,66 +39,77 @@ class Budget:
         return self.max_cost is not None and self.spent >= self.max_cost
 
 
-@dataclass
-class Generation:
-    """One generated text per requested row (cached or fresh)."""
+def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[str, Any],
+             seeds: Sequence[int | None], to_messages: Callable[[Turn], list[dict[str, str]]],
+             system: str | None = None, samples: Sequence[int] | None = None,
+             what: str = "generating") -> pa.Table:
+    """One generation per turn, as an Arrow table (text, finish_reason) in the turns' order.
 
-    text: str
-    finish_reason: str | None
-
-
-def generate(ctx: JobContext, model: LLM, prompts: Sequence[Messages], params: dict[str, Any],
-             seeds: Sequence[int | None], samples: Sequence[int] | None = None,
-             what: str = "generating") -> list[Generation]:
-    """Texts for every prompt: cached rows come from the cache, the rest from the model, committed as they arrive."""
+    Cached rows come from the row cache in one query; only the misses are built into requests
+    (`to_messages`) and sent to the model, and their results are committed as they arrive.
+    `system` is the fixed system prompt `to_messages` adds to plain-text turns (part of the key).
+    """
     if ctx.state is None:
         raise DreamError(f"rule {ctx.job.rule.name!r}: prompt rules need the project state")
-    samples = samples if samples is not None else [0] * len(prompts)
+    samples = samples if samples is not None else [0] * len(turns)
     model_hash = model.identity_hash()
-    maker = KeyMaker(model_hash, params)
-    keys = [maker.key(m, s, i) for m, s, i in zip(prompts, seeds, samples)]
+    key = KeyMaker(model_hash, params, system).key
+    keys = [key(t, s, i) for t, s, i in zip(turns, seeds, samples)]
     cache = RowCache(ctx.state.db)
     try:
         found = cache.lookup(keys)
+        texts = found.column("text")
+        hits = len(keys) - texts.null_count
+        _add_stats(ctx, llm_cached=hits)
+        if hits == len(keys):
+            return found
+        fresh: dict[str, tuple[str, str | None]] = {}
         first_miss: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            if key not in found and key not in first_miss:
-                first_miss[key] = i
-        _add_stats(ctx, llm_cached=sum(1 for k in keys if k in found))
-        if first_miss:
-            _call_model(ctx, model, cache, model_hash, [(k, i) for k, i in first_miss.items()], prompts, params,
-                        seeds, samples, found, what)
+        for i, valid in enumerate(texts.is_valid().to_pylist()):
+            if not valid and keys[i] not in first_miss:
+                first_miss[keys[i]] = i
+        misses = list(first_miss.items())
+        _call_model(ctx, model, cache, model_hash, misses, [to_messages(turns[i]) for _, i in misses], params,
+                    seeds, samples, fresh, what)
     finally:
         cache.close()
-    return [Generation(found[k][0], found[k][1]) for k in keys]
+    import pyarrow as pa
+
+    text_list = texts.to_pylist()
+    finish_list = found.column("finish_reason").to_pylist()
+    for i, k in enumerate(keys):
+        if text_list[i] is None:
+            text_list[i], finish_list[i] = fresh[k]
+    return pa.table({"text": pa.array(text_list, pa.string()), "finish_reason": pa.array(finish_list, pa.string())})
 
 
 def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, misses: list[tuple[str, int]],
-                prompts: Sequence[Messages], params: dict[str, Any], seeds: Sequence[int | None],
-                samples: Sequence[int], found: dict[str, tuple[Any, ...]], what: str) -> None:
+                messages: list[list[dict[str, str]]], params: dict[str, Any], seeds: Sequence[int | None],
+                samples: Sequence[int], fresh: dict[str, tuple[str, str | None]], what: str) -> None:
     rule = ctx.job.rule
     budget = ctx.budget
     if budget is not None and budget.exhausted:
         raise DreamError(f"rule {rule.name!r}: --max-cost ${budget.max_cost:g} already reached; "
                          f"{len(misses)} row(s) not generated", rule.where)
-    requests = [Request(tuple(prompts[i]), params, seeds[i], samples[i]) for _, i in misses]
+    requests = [Request(tuple(m), params, seeds[i], samples[i]) for m, (_, i) in zip(messages, misses)]
     advance = ctx.track(what, len(requests))
     cancel = threading.Event()
+    spend = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     over_budget = False
 
     def on_result(index: int, response: Response) -> None:
         nonlocal over_budget
         key = misses[index][0]
         cache.add(key, model_hash, response)
-        found[key] = (response.text, response.finish_reason, response.prompt_tokens, response.completion_tokens,
-                      response.cost_usd)
-        _add_stats(ctx, llm_calls=1, prompt_tokens=response.prompt_tokens,
-                   completion_tokens=response.completion_tokens, cost_usd=response.cost_usd)
-        if budget is not None and budget.add(response.cost_usd):
-            over_budget = True
-            cancel.set()
-        if ctx.cancel.is_set():
-            cancel.set()
+        fresh[key] = (response.text, response.finish_reason)
+        spend["llm_calls"] += 1
+        spend["prompt_tokens"] += response.prompt_tokens
+        spend["completion_tokens"] += response.completion_tokens
+        if response.cost_usd:
+            spend["cost_usd"] += response.cost_usd
+            if budget is not None and budget.add(response.cost_usd):
+                over_budget = True
+                cancel.set()
         cache.commit_if_due()
         advance(1)
 
@@ -109,7 +121,8 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
     finally:
         watcher.set()
         cache.commit()
-    missing = sum(1 for k, _ in misses if k not in found)
+        _add_stats(ctx, **spend)
+    missing = sum(1 for k, _ in misses if k not in fresh)
     if over_budget:
         raise DreamError(f"rule {rule.name!r}: stopped at --max-cost ${budget.max_cost:g} (spent "
                          f"${budget.spent:.4f}); {missing} row(s) left, rerun to continue", rule.where)
@@ -134,7 +147,5 @@ def _forward(source: threading.Event, target: threading.Event) -> threading.Even
 
 
 def _add_stats(ctx: JobContext, **amounts: float) -> None:
-    for key, value in amounts.items():
-        ctx.stats[key] = ctx.stats.get(key, 0) + value
     for key in STAT_KEYS:
-        ctx.stats.setdefault(key, 0)
+        ctx.stats[key] = ctx.stats.get(key, 0) + amounts.get(key, 0)
