@@ -113,7 +113,10 @@ class PromptStep(Action):
                 gens = generate(ctx, self.llm, turns, self.generation, self.seeds(start, batch.num_rows),
                                 self.messages, self.system)
                 start += batch.num_rows
-                yield batch.append_column(self.output_column, gens.column("text").cast(pa.string()))
+                texts = gens.column("text")
+                if texts.type != pa.string():  # a cast loads pyarrow.compute (and pandas): only when needed
+                    texts = texts.cast(pa.string())
+                yield pa.Table.from_batches([batch]).append_column(self.output_column, texts)
 
         ctx.write_batches(next(iter(ctx.outputs)), chunks())
         return None

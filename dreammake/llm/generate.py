@@ -65,8 +65,8 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
             return found
         fresh: dict[str, tuple[str, str | None]] = {}
         first_miss: dict[str, int] = {}
-        for i, valid in enumerate(texts.is_valid().to_pylist()):
-            if not valid and keys[i] not in first_miss:
+        for i, text in enumerate(texts.to_pylist()):
+            if text is None and keys[i] not in first_miss:
                 first_miss[keys[i]] = i
         misses = list(first_miss.items())
         _call_model(ctx, model, cache, model_hash, misses, [to_messages(turns[i]) for _, i in misses], params,
