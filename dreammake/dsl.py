@@ -172,7 +172,7 @@ class Workflow:
             run.bind(r)
         extra = run.extra_inputs() if hasattr(run, "extra_inputs") else []
         if extra:
-            r.inputs = r.inputs + tuple((f"__model{i}__", normalize(p)) for i, p in enumerate(extra))
+            r.inputs = r.inputs + tuple((f"__extra{i}__", normalize(p)) for i, p in enumerate(extra))
         self.rules.append(r)
         self.by_name[name] = r
         return r

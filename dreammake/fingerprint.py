@@ -105,7 +105,7 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
     if cached is not None and cached[0] is fn:
         return cached[1]
     module = getattr(fn, "__module__", None) or ""
-    if module not in ("__dreamfile__", "__main__") and not code.co_filename.startswith(os.getcwd()):
+    if module not in _LOCAL_MODULES and not code.co_filename.startswith(os.getcwd()):
         result = digest(f"{module}.{fn.__qualname__}@{_package_version(module)}")
         _code_cache[id(fn)] = (fn, result)
         return result
@@ -113,16 +113,33 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
     parts = [text, canonical(fn.__defaults__ or ()), canonical(_closure_values(fn))]
     seen = _seen | {id(code)}
     for name in sorted(names):
-        value = fn.__globals__.get(name)
-        if inspect.isfunction(value) and id(value.__code__) not in seen:
-            value_module = getattr(value, "__module__", "")
-            if value_module in ("__dreamfile__", "__main__"):
+        if name.startswith("__") or name not in fn.__globals__:
+            continue
+        value = fn.__globals__[name]
+        if inspect.isfunction(value):
+            if getattr(value, "__module__", "") in _LOCAL_MODULES and id(value.__code__) not in seen:
                 parts.append(f"{name}={code_hash(value, seen)}")
-        elif isinstance(value, (str, int, float, bool, tuple)) and not name.startswith("__"):
-            parts.append(f"{name}={canonical(value)}")
+        elif isinstance(value, type):
+            if value.__module__ in _LOCAL_MODULES:
+                parts.append(f"{name}=class:{_class_source(value)}")
+        elif not inspect.ismodule(value):
+            try:
+                parts.append(f"{name}={canonical(value)}")
+            except (TypeError, ValueError):
+                parts.append(f"{name}:{type(value).__qualname__}")
     result = digest("\n".join(parts))
     _code_cache[id(fn)] = (fn, result)
     return result
+
+
+_LOCAL_MODULES = ("__dreamfile__", "__main__")
+
+
+def _class_source(cls: type) -> str:
+    try:
+        return digest(ast.dump(_StripDocstrings().visit(ast.parse(textwrap.dedent(inspect.getsource(cls))))))
+    except (OSError, TypeError, SyntaxError):
+        return cls.__qualname__
 
 
 def _closure_values(fn: Callable[..., Any]) -> list[Any]:

@@ -11,7 +11,10 @@ from typing import Any
 
 # kind name -> module (relative to this package) that defines it
 _KINDS: dict[str, str] = {
-    "prompt": "prompts",
+    **dict.fromkeys(["prompt", "process_with_prompt", "few_shot_prompt", "data_from_prompt",
+                     "data_from_attributed_prompt"], "prompts"),
+    **dict.fromkeys(["filter_with_prompt", "rank_with_prompt", "judge_pairs", "judge_generation_pairs"], "judges"),
+    **dict.fromkeys(["embed", "rag_prompt", "few_shot_prompt_with_retrieval"], "retrieval"),
 }
 
 

