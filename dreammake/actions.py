@@ -33,6 +33,8 @@ class JobContext:
     log: Callable[[str], None] = print
     progress: Callable[[str, int], Callable[[int], None]] | None = None
     budget: Any = None  # dreammake.llm.generate.Budget for --max-cost
+    dreamfile: str = ""  # the Dreamfile's path and --config values, for worker processes that reload it
+    config: dict[str, Any] = field(default_factory=dict)
     written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
 
     def input_path(self, name: str | int = 0) -> str:

@@ -134,6 +134,7 @@ class Workflow:
         self.by_name: dict[str, Rule] = {}
         self.files: list[str] = []
         self.models: list[Any] = []
+        self.scope: dict[str, Any] = {}  # the Dreamfile's global names after loading
 
     # -- the DSL ---------------------------------------------------------------------------
     def rule(
@@ -246,7 +247,8 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
     if not path.exists():
         raise DreamError(f"no Dreamfile at {path}", hint="create one, or pass -f FILE")
     workflow = Workflow(path.resolve(), config)
-    workflow._exec_file(path.resolve(), workflow.namespace())
+    workflow.scope = workflow.namespace()
+    workflow._exec_file(path.resolve(), workflow.scope)
     return workflow
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dreammake.console import Console
 from dreammake.errors import DreamError
+from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
 from dreammake.state import TargetRecord
@@ -52,7 +53,9 @@ class LocalExecutor:
     """Runs jobs with at most `jobs` at once and within the declared resource limits."""
 
     def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
-                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None):
+                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
+                 jobserver: JobServer | None = None):
+        self.jobserver = jobserver
         self.planner = planner
         self.runner = runner
         self.console = console
@@ -93,18 +96,28 @@ class LocalExecutor:
                     dependants.setdefault(id(dep), []).append(d)
         ready = [d for d in stale if waiting_on[id(d.job)] == 0]
         running: dict[Future[list[TargetRecord]], tuple[Decision, float]] = {}
+        tokens: dict[Future[list[TargetRecord]], bool] = {}  # which running jobs hold a jobserver token
         stop = False
         self.console.start_progress(len(stale))
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
         try:
             while ready or running:
+                waiting_for_token = False
                 while ready and not stop and len(running) < self.jobs:
                     d = self._next_fitting(ready, capacity, in_use)
                     if d is None:
                         break
+                    token = False
+                    if running and self.jobserver is not None:  # beyond our implicit slot, make must agree
+                        token = self.jobserver.try_acquire()
+                        if not token:
+                            waiting_for_token = True
+                            break
                     ready.remove(d)
                     fresh = self.planner.decide(d.job)  # inputs are final now: real hashes, early cutoff
                     if not fresh.stale:
+                        if token:
+                            self.jobserver.release()
                         summary.cut_off.append(d.job.name)
                         self.console.line("skip", f"unchanged {d.job.name} (its inputs' content did not change)")
                         self._release_dependants(d, dependants, waiting_on, ready)
@@ -114,12 +127,17 @@ class LocalExecutor:
                         if name in in_use:
                             in_use[name] += amount
                     self.console.line("run", f"run {d.job.name}: {fresh.detail}")
-                    running[pool.submit(self.runner.run, fresh, self.run_id)] = (fresh, time.monotonic())
+                    future = pool.submit(self.runner.run, fresh, self.run_id)
+                    running[future] = (fresh, time.monotonic())
+                    tokens[future] = token
                 if not running:
                     break
-                done, _ = wait(list(running), timeout=FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
+                timeout = 0.05 if waiting_for_token else FLUSH_EVERY_S
+                done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
                 for fut in done:
                     d, started = running.pop(fut)
+                    if tokens.pop(fut) and self.jobserver is not None:
+                        self.jobserver.release()
                     for name, amount in d.job.rule.resources.items():
                         if name in in_use:
                             in_use[name] -= amount
@@ -152,6 +170,8 @@ class LocalExecutor:
             self.runner.cleanup()
         finally:
             self.console.stop_progress()
+            if self.jobserver is not None:
+                self.jobserver.close()
             self._flush()
             pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
         summary.skipped.extend(d.job.name for d in ready if stop)

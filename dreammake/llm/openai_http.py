@@ -1,0 +1,166 @@
+"""A lean aiohttp client for OpenAI-compatible ``/v1/chat/completions`` endpoints."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from .base import LLMError, Request, Response
+from .costs import token_cost
+from .limits import AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
+from .util import build_messages, effective_seed, public_url, scrub
+
+# Providers that speak the OpenAI chat API: default api_base and API-key env var.
+OPENAI_COMPATIBLE: dict[str, tuple[str | None, str | None]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "together_ai": ("https://api.together.xyz/v1", "TOGETHERAI_API_KEY"),
+    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "fireworks_ai": ("https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "xai": ("https://api.x.ai/v1", "XAI_API_KEY"),
+    "deepinfra": ("https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"),
+    "perplexity": ("https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
+    "hosted_vllm": (None, None),  # needs api_base
+    "lm_studio": ("http://localhost:1234/v1", None),
+    "openai_compatible": (None, None),
+}
+
+_NOT_SENT = {"n", "stream", "seed"}  # one choice per Request; seed is derived per sample
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+def split_provider(spec: str) -> tuple[str | None, str]:
+    """``openai/gpt-4o`` -> ("openai", "gpt-4o"); a bare name -> (None, name)."""
+    head, sep, rest = spec.partition("/")
+    if sep and head in OPENAI_COMPATIBLE:
+        return head, rest
+    return None, spec
+
+
+class OpenAIHTTPBackend(AsyncAPIBackend):
+    """Chat completions over HTTP with concurrency/rate limits and bounded retries.
+
+    ``n`` in params is not sent (each sample is its own Request); ``seed`` is sent as the
+    request's seed mixed with its sample index (see util.effective_seed).
+    """
+
+    backend_name = "openai_http"
+
+    def __init__(self, model: str, api_base: str | None = None,
+                 api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
+                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 max_retries: int = 5, timeout: float = 600.0, backoff_base: float = 0.5,
+                 backoff_max: float = 60.0, extra_headers: dict[str, str] | None = None):
+        super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                         max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
+                         backoff_max=backoff_max)
+        self.provider, self.name = split_provider(model)
+        default_base, default_env = OPENAI_COMPATIBLE.get(self.provider or "openai", (None, None))
+        self.api_base = (api_base or default_base or "").rstrip("/")
+        if not self.api_base:
+            raise LLMError(f"{model}: api_base is required for this provider")
+        if api_key_env == "OPENAI_API_KEY" and self.provider not in (None, "openai"):
+            api_key_env = default_env  # the provider's own variable unless one was named
+        self.api_key_env = api_key_env
+        self.system_prompt = system_prompt
+        self.extra_headers = dict(extra_headers or {})
+        self.url = (self.api_base if self.api_base.endswith("/chat/completions")
+                    else self.api_base + "/chat/completions")
+        host = urlsplit(self.api_base).hostname or ""
+        self._price = host not in _LOCAL_HOSTS  # a local server is free whatever its model name
+        self._session = None
+        self._key: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": "openai_http",
+            "model": self.name,
+            "provider": self.provider or "openai",
+            "api_base": public_url(self.api_base),
+            "system_prompt": self.system_prompt,
+        }
+
+    # ------------------------------------------------------------------ session
+    async def _ensure_session(self):
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            self._key = os.environ.get(self.api_key_env) if self.api_key_env else None
+            headers = {"Content-Type": "application/json", **self.extra_headers}
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key}"
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=headers,
+            )
+        return self._session
+
+    async def _aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ one call
+    def payload(self, req: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.name, "messages": build_messages(req, self.system_prompt)}
+        for k, v in req.params.items():
+            if k not in _NOT_SENT and v is not None:
+                body[k] = v
+        seed = effective_seed(req.seed if req.seed is not None else req.params.get("seed"),
+                              req.sample_index)
+        if seed is not None:
+            body["seed"] = seed
+        return body
+
+    def _error(self, status: int, text: str) -> str:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text
+        msg = data
+        if isinstance(data, dict):  # {"error": {"message": ...}}, {"error": "..."}, {"detail": ...}
+            err = data.get("error") or data.get("detail") or data
+            msg = err.get("message", err) if isinstance(err, dict) else err
+        return scrub(f"{self.model}: HTTP {status} from {public_url(self.api_base)}: {msg}",
+                     [self._key])
+
+    async def _call(self, req: Request) -> Response:
+        import aiohttp
+
+        session = await self._ensure_session()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            async with session.post(self.url, data=json.dumps(self.payload(req))) as resp:
+                text = await resp.text()
+                status = resp.status
+                if status != 200:
+                    message = self._error(status, text)
+                    if is_retryable_status(status):
+                        raise Retryable(message, parse_retry_after(resp.headers), status)
+                    raise LLMError(message)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise Retryable(scrub(f"{self.model}: {type(exc).__name__}: {exc}", [self._key])) from None
+        try:
+            data = json.loads(text)
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}",
+                            status=status) from None
+        usage = data.get("usage") or {}
+        pt = int(usage.get("prompt_tokens") or 0)
+        ct = int(usage.get("completion_tokens") or 0)
+        return Response(
+            text=content,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            cost_usd=token_cost(self.provider or "openai", self.name, pt, ct) if self._price else 0.0,
+            latency_s=loop.time() - t0,
+        )

@@ -1,0 +1,323 @@
+"""Local generation with Hugging Face transformers (GGUF aliases, model folders, hf: ids).
+
+Batching: requests are sorted by prompt length and generated in left-padded batches. All rows of
+a batch run one ``model.generate`` call in greedy mode; rows that sample do so inside a logits
+processor with their own ``torch.Generator`` (seeded from the request's seed and sample index),
+so a sampled request's output does not depend on which other requests share its batch. Per-row
+``max_tokens`` and ``stop`` strings are enforced by a per-row stopping criterion.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .base import LLMError, OnResult, Request, Response
+from .models import (
+    checkpoint_for,
+    file_hash,
+    resolve,
+    spec_display_name,
+    text_hash,
+    weights_hash,
+)
+from .util import DEFAULT_MAX_TOKENS, apply_stop, build_messages, effective_seed, stop_list
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class TransformersBackend:
+    """Batched local generation with a transformers causal LM (lazy load on first use)."""
+
+    def __init__(self, model_spec: str, system_prompt: str | None = None, dtype: str | None = None,
+                 device: str | None = None, batch_size: int = 16, adapter: str | None = None,
+                 threads: int | None = None):
+        self.model_spec = model_spec
+        self.system_prompt = system_prompt
+        self.batch_size = max(1, int(batch_size))
+        self.adapter = adapter
+        self.threads = threads
+        self._want_dtype = dtype
+        self._want_device = device
+        self._model = None
+        self._tok = None
+        self._ckpt: Path | None = None
+        self._lock = threading.Lock()
+        self._identity: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def device(self) -> str:
+        if self._want_device and self._want_device != "auto":
+            return self._want_device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def dtype_name(self) -> str:
+        if self._want_dtype and self._want_dtype != "auto":
+            try:
+                return _DTYPES[self._want_dtype.lower()]
+            except KeyError:
+                raise LLMError(f"{self.model_spec}: unknown dtype {self._want_dtype!r}") from None
+        if self.device.startswith("cuda"):
+            import torch
+
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float32"
+
+    def _checkpoint(self) -> Path:
+        if self._ckpt is None:
+            self._ckpt = checkpoint_for(self.model_spec)
+        return self._ckpt
+
+    def _tokenizer(self):
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(self._checkpoint())
+            tok.padding_side = "left"
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            self._tok = tok
+        return self._tok
+
+    def _load(self):
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            if self.threads:
+                torch.set_num_threads(int(self.threads))
+            tok = self._tokenizer()
+            dtype = getattr(torch, self.dtype_name)
+            model = AutoModelForCausalLM.from_pretrained(self._checkpoint(), dtype=dtype)
+            if self.adapter:
+                if not Path(self.adapter).is_dir():
+                    raise LLMError(f"{self.model_spec}: adapter {self.adapter} is not a folder")
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, self.adapter)
+            model.to(self.device)
+            model.eval()
+            if model.generation_config.pad_token_id is None:
+                model.generation_config.pad_token_id = tok.pad_token_id
+            self._model = model
+            return model
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            src = resolve(self.model_spec)
+            tmpl = self._tokenizer().chat_template
+            if isinstance(tmpl, dict):
+                tmpl = "\n".join(f"{k}:{v}" for k, v in sorted(tmpl.items()))
+            self._identity = {
+                "backend": "transformers",
+                "model": spec_display_name(self.model_spec),
+                "weights_hash": weights_hash(self._checkpoint()),
+                "chat_template_hash": text_hash(tmpl),
+                "system_prompt": self.system_prompt,
+                "dtype": self.dtype_name,
+                "quantization": (f"gguf:{src.name}:{file_hash(src)[:16]} dequantized"
+                                 if src.suffix == ".gguf" else None),
+                "adapter_hash": weights_hash(self.adapter) if self.adapter else None,
+            }
+        return dict(self._identity)
+
+    # ------------------------------------------------------------------ generation
+    def _prompt_ids(self, req: Request) -> list[int]:
+        tok = self._tokenizer()
+        msgs = build_messages(req, self.system_prompt)
+        if tok.chat_template:
+            text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, requests: list[Request], on_result: OnResult, cancel: threading.Event) -> None:
+        if not requests:
+            return
+        self._load()
+        prompts = [self._prompt_ids(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        pending = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        while pending:
+            if cancel.is_set():
+                return
+            chunk = pending.pop(0)
+            try:
+                results = self._run_batch([requests[i] for i in chunk],
+                                          [prompts[i] for i in chunk], cancel)
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                self._free_memory()
+                if len(chunk) == 1:
+                    raise LLMError(f"{self.model_spec}: out of memory even at batch size 1") from None
+                half = len(chunk) // 2
+                self.batch_size = max(1, half)
+                pending[:0] = [chunk[:half], chunk[half:]]
+                continue
+            if results is None:  # cancelled mid-batch
+                return
+            for i, resp in zip(chunk, results, strict=True):
+                on_result(i, resp)
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+        self._free_memory()
+
+    def _free_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _run_batch(self, reqs: list[Request], prompts: list[list[int]],
+                   cancel: threading.Event) -> list[Response] | None:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        model, tok = self._model, self._tok
+        t0 = time.perf_counter()
+        width = max(len(p) for p in prompts)
+        pad = tok.pad_token_id
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p):] = 1
+        max_tokens = [int(r.params.get("max_tokens") or DEFAULT_MAX_TOKENS) for r in reqs]
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tok.eos_token_id is not None:
+            eos_ids.add(tok.eos_token_id)
+        control = _RowControl(reqs, width, max_tokens, eos_ids, tok, cancel)
+        gen_cfg = GenerationConfig(max_new_tokens=max(max_tokens), do_sample=False,
+                                   pad_token_id=pad, eos_token_id=sorted(eos_ids) or None)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList([control.sampler]),
+                stopping_criteria=StoppingCriteriaList([control]),
+            )
+        if cancel.is_set():
+            return None
+        latency = time.perf_counter() - t0
+        out = out[:, width:].tolist()
+        results = []
+        for row in range(len(reqs)):
+            n = control.done_len[row] or min(len(out[row]), max_tokens[row])
+            gen = out[row][:n]
+            text = tok.decode(gen, skip_special_tokens=True)
+            text, stopped = apply_stop(text, control.stops[row])
+            finish = "stop" if stopped or (gen and gen[-1] in eos_ids) else "length"
+            results.append(Response(text=text, finish_reason=finish,
+                                    prompt_tokens=len(prompts[row]), completion_tokens=len(gen),
+                                    latency_s=latency))
+        return results
+
+
+class _Sampler:
+    """Logits processor: leaves greedy rows alone; for sampling rows draws the next token with
+    the row's own generator (temperature/top_p/top_k) and forces it by masking the rest."""
+
+    def __init__(self, reqs: list[Request]):
+        import torch
+
+        self.rows = []
+        for row, r in enumerate(reqs):
+            temp = r.params.get("temperature")
+            if not temp:  # None or 0 -> greedy
+                continue
+            seed = effective_seed(r.seed, r.sample_index)
+            if seed is None:
+                seed = secrets.randbits(31)
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(int(seed))
+            top_p = r.params.get("top_p")
+            top_k = r.params.get("top_k")
+            self.rows.append((row, float(temp), None if top_p is None else float(top_p),
+                              None if not top_k else int(top_k), gen))
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if not self.rows:
+            return scores
+        for row, temp, top_p, top_k, gen in self.rows:
+            logits = scores[row].detach().float().cpu() / temp
+            if top_k and top_k < logits.numel():
+                kth = torch.topk(logits, top_k).values[-1]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, dim=-1)
+            if top_p is not None and top_p < 1.0:
+                sorted_p, idx = torch.sort(probs, descending=True)
+                cum = torch.cumsum(sorted_p, dim=-1)
+                drop = cum - sorted_p > top_p  # keep the smallest prefix reaching top_p
+                sorted_p = sorted_p.masked_fill(drop, 0.0)
+                probs = torch.zeros_like(probs).scatter(0, idx, sorted_p)
+            token = int(torch.multinomial(probs, 1, generator=gen))
+            scores[row] = float("-inf")
+            scores[row, token] = 0.0
+        return scores
+
+
+class _RowControl:
+    """Stopping criterion with per-row max_tokens, EOS and stop strings (records where each row
+    finished) plus cancellation; owns the row sampler."""
+
+    def __init__(self, reqs, width, max_tokens, eos_ids, tok, cancel):
+        import torch
+
+        self.width = width
+        self.max_tokens = max_tokens
+        self.eos_ids = eos_ids
+        self.tok = tok
+        self.cancel = cancel
+        self.stops = [stop_list(r.params) for r in reqs]
+        self.tail = [max((len(s) for s in st), default=0) + 8 for st in self.stops]
+        self.done_len: list[int | None] = [None] * len(reqs)
+        self.done = torch.zeros(len(reqs), dtype=torch.bool)
+        self.sampler = _Sampler(reqs)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        n = input_ids.shape[1] - self.width
+        if self.cancel.is_set():
+            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1].tolist()
+        for row in range(len(self.done_len)):
+            if self.done_len[row] is not None:
+                continue
+            finished = last[row] in self.eos_ids or n >= self.max_tokens[row]
+            if not finished and self.stops[row]:
+                tail_ids = input_ids[row, max(self.width, input_ids.shape[1] - self.tail[row]):]
+                text = self.tok.decode(tail_ids, skip_special_tokens=True)
+                finished = any(s in text for s in self.stops[row])
+            if finished:
+                self.done_len[row] = n
+                self.done[row] = True
+        return self.done.to(input_ids.device).clone()

@@ -1,0 +1,192 @@
+"""``run_training``: the one entry point.
+
+Training always runs in child processes (``python -m <package>.worker``), so the caller's threads are safe
+and a killed worker leaves resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from .common import COMPLETE_MARKER, RESULT_JSON, Spec
+
+KINDS = ("sft", "dpo", "reward", "grpo", "classifier", "embedding")
+LOG_FILE = "train.log"
+
+
+class TrainingError(RuntimeError):
+    """A worker exited with an error; the message carries the tail of the log."""
+
+
+def _reward_fn_ref(fn: Any, dreamfile: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A reference the worker can import: callables become module/qualname (+ source file as fallback);
+    a function defined in a Dreamfile is found again by re-loading that Dreamfile (with its config)."""
+    if callable(fn) and getattr(fn, "__module__", "") == "__dreamfile__":
+        if dreamfile is None:
+            raise ValueError("a reward function from a Dreamfile needs the Dreamfile's path and config")
+        return {"dreamfile": dreamfile["path"], "config": dreamfile.get("config") or {}, "qualname": fn.__qualname__,
+                "module": ""}
+    if callable(fn):
+        ref = {"module": fn.__module__, "qualname": fn.__qualname__}
+        try:
+            ref["file"] = os.path.abspath(inspect.getsourcefile(fn) or "")
+        except TypeError:
+            pass
+        if "<locals>" in ref["qualname"] or ref["qualname"] == "<lambda>":
+            raise ValueError(
+                "options['reward_fn'] must be a module-level function (it is imported by the worker)"
+            )
+        return ref
+    if isinstance(fn, str) and ":" in fn:
+        target, name = fn.rsplit(":", 1)
+        if target.endswith(".py"):
+            return {"file": os.path.abspath(target), "qualname": name, "module": ""}
+        return {"module": target, "qualname": name}
+    raise ValueError("options['reward_fn'] must be a callable or 'module:function' / 'file.py:function'")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_command(spec_path: str, nproc: int) -> list[str]:
+    module = f"{__package__}.worker"
+    if nproc <= 1:
+        return [sys.executable, "-m", module, spec_path]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        module,
+        spec_path,
+    ]
+
+
+def worker_env(nproc: int, gpus: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_DATASETS_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    if gpus <= 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // max(1, nproc))))
+    return env
+
+
+def run_training(
+    kind: str,
+    options: dict,
+    inputs: dict[str, str],
+    output_dir: str,
+    work_dir: str,
+    processes: int = 1,
+    gpus: int = 0,
+    cancel: threading.Event | None = None,
+    dreamfile: dict[str, Any] | None = None,
+) -> dict:
+    """Train ``kind`` on Parquet ``inputs`` and write the final checkpoint into ``output_dir``.
+
+    ``work_dir`` keeps intermediate checkpoints, the spec, ``train.log`` and ``train_log.jsonl``; calling
+    again with the same ``work_dir`` resumes from its last complete checkpoint. Returns the metrics summary.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown training kind {kind!r}; expected one of {KINDS}")
+    options = dict(options or {})
+    if not options.get("base"):
+        raise ValueError("options['base'] (a local model folder) is required")
+    if "train" not in inputs:
+        raise ValueError("inputs must contain 'train'")
+    extra: dict[str, Any] = {}
+    if kind == "grpo":
+        if options.get("reward_fn") is not None:
+            extra["reward_fn"] = _reward_fn_ref(options["reward_fn"], dreamfile)
+        elif not options.get("reward_model"):
+            raise ValueError("grpo needs options['reward_fn'] (callable) or options['reward_model'] (folder)")
+    options.pop("reward_fn", None)
+    output_dir = os.path.abspath(output_dir)
+    work_dir = os.path.abspath(work_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    os.makedirs(work_dir, exist_ok=True)
+    nproc = gpus if gpus > 0 else max(1, int(processes))
+    spec = Spec(
+        kind=kind,
+        options=options,
+        inputs={k: os.path.abspath(v) for k, v in inputs.items() if v},
+        output_dir=output_dir,
+        work_dir=work_dir,
+        processes=nproc,
+        gpus=gpus,
+        extra=extra,
+    )
+    spec_path = os.path.join(work_dir, "spec.json")
+    with open(spec_path, "w", encoding="utf-8") as fh:
+        fh.write(spec.to_json())
+    result_path = os.path.join(work_dir, RESULT_JSON)
+    if os.path.exists(result_path):
+        os.remove(result_path)
+    log_path = os.path.join(work_dir, LOG_FILE)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            worker_command(spec_path, nproc),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=worker_env(nproc, gpus),
+            cwd=work_dir,
+            start_new_session=True,
+        )
+        with open(os.path.join(work_dir, "launcher.pid"), "w", encoding="utf-8") as fh:
+            fh.write(str(proc.pid))
+        rc = _wait(proc, cancel)
+    if rc != 0 or not os.path.exists(result_path):
+        raise TrainingError(f"{kind} training failed (exit {rc}); log {log_path}:\n{_tail(log_path)}")
+    if not os.path.exists(os.path.join(output_dir, COMPLETE_MARKER)):
+        raise TrainingError(f"{kind} training finished without the completion marker in {output_dir}")
+    with open(result_path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _wait(proc: subprocess.Popen, cancel: threading.Event | None) -> int:
+    """Wait for the worker; when `cancel` is set, stop its whole process group (torchrun and its ranks)."""
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                import signal
+
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    return proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    return proc.wait()
+
+
+def _tail(path: str, limit: int = 6000) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - limit))
+        return fh.read().decode("utf-8", "replace")

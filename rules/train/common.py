@@ -1,0 +1,467 @@
+"""Shared helpers for the training kinds: options, data, trainer arguments, logging and output."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPLETE_MARKER = ".dreammake-complete"
+CHECKPOINT_SUBDIR = "checkpoints"
+LOG_JSONL = "train_log.jsonl"
+RESULT_JSON = "result.json"
+
+DEFAULTS: dict[str, Any] = {
+    "lora": None,
+    "merge": False,
+    "epochs": 1,
+    "max_steps": None,
+    "batch_size": 4,
+    "gradient_accumulation": 1,
+    "learning_rate": None,  # kind-specific default (see default_learning_rate)
+    "seed": 42,
+    "dtype": "auto",
+    "max_length": 512,
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "eval_steps": None,
+    "early_stopping_patience": None,
+    "gradient_checkpointing": False,
+    "warmup": 0.0,
+    "lr_scheduler": "linear",
+    "weight_decay": 0.0,
+}
+
+
+def default_learning_rate(kind: str, lora: bool) -> float:
+    if kind in ("dpo", "grpo"):
+        return 5e-5 if lora else 1e-6
+    if kind == "embedding":
+        return 1e-4 if lora else 2e-5
+    return 2e-4 if lora else 2e-5
+
+
+@dataclass
+class Spec:
+    """Everything a worker needs; serialised to JSON and handed to ``python -m <pkg>.worker``."""
+
+    kind: str
+    options: dict[str, Any]
+    inputs: dict[str, str]
+    output_dir: str
+    work_dir: str
+    processes: int = 1
+    gpus: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, default=str)
+
+    @classmethod
+    def from_file(cls, path: str) -> Spec:
+        with open(path, encoding="utf-8") as fh:
+            return cls(**json.load(fh))
+
+    def opt(self, name: str, default: Any = None) -> Any:
+        if name in self.options and self.options[name] is not None:
+            return self.options[name]
+        if name in DEFAULTS and DEFAULTS[name] is not None:
+            return DEFAULTS[name]
+        return default
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.work_dir, CHECKPOINT_SUBDIR)
+
+    @property
+    def use_cpu(self) -> bool:
+        return self.gpus <= 0
+
+
+# --------------------------------------------------------------------------- distributed helpers
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+# --------------------------------------------------------------------------- dtype
+
+
+def resolve_dtype(spec: Spec):
+    """Return (torch dtype for weights, bf16 flag, fp16 flag)."""
+    import torch
+
+    dtype = str(spec.opt("dtype")).lower()
+    cuda = (not spec.use_cpu) and torch.cuda.is_available()
+    if dtype == "auto":
+        dtype = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if dtype in ("bf16", "bfloat16"):
+        return torch.bfloat16, True, False
+    if dtype in ("fp16", "float16", "half"):
+        return torch.float16, False, True
+    if dtype in ("fp32", "float32", "float"):
+        return torch.float32, False, False
+    raise ValueError(f"unknown dtype {spec.options.get('dtype')!r} (use auto, bf16, fp16 or fp32)")
+
+
+def weight_dtype(spec: Spec):
+    """Weights stay fp32 for full fine-tuning (mixed precision autocasts); LoRA bases use the half dtype."""
+    import torch
+
+    dtype, _bf16, _fp16 = resolve_dtype(spec)
+    if spec.opt("lora") is None or dtype == torch.float16:
+        return torch.float32
+    return dtype
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_table(path: str):
+    """Read a Parquet file into an in-memory ``datasets.Dataset`` (no HF cache directory involved)."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    return Dataset(pq.read_table(path))
+
+
+def load_splits(spec: Spec):
+    if "train" not in spec.inputs:
+        raise ValueError("inputs must contain a 'train' Parquet file")
+    train = load_table(spec.inputs["train"])
+    val = load_table(spec.inputs["validation"]) if spec.inputs.get("validation") else None
+    if len(train) == 0:
+        raise ValueError("the train input has no rows")
+    return train, val
+
+
+def pick_column(columns: list[str], spec: Spec, option: str, candidates: tuple[str, ...], required=True):
+    """Column named by ``options[option]``, else the first of ``candidates`` that exists."""
+    name = spec.options.get(option)
+    if name:
+        if name not in columns:
+            raise ValueError(f"option {option}={name!r}: no such column (have {columns})")
+        return name
+    for cand in candidates:
+        if cand in columns:
+            return cand
+    if required:
+        raise ValueError(f"cannot find a column for {option} among {columns}; set options[{option!r}]")
+    return None
+
+
+_FIELD = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
+
+
+def render_template(template: str, row: dict[str, Any], input_column: str | None) -> str:
+    """Fill ``{column}`` placeholders (``{input}`` always means the input column); other braces stay."""
+
+    def sub(m: re.Match) -> str:
+        key = m.group(1)
+        if key == "input" and input_column is not None and "input" not in row:
+            return str(row[input_column])
+        if key in row:
+            return str(row[key])
+        return m.group(0)
+
+    return _FIELD.sub(sub, template)
+
+
+# --------------------------------------------------------------------------- LoRA
+
+
+def lora_config(spec: Spec, task_type: str, **overrides):
+    from peft import LoraConfig
+
+    cfg = dict(spec.opt("lora") or {})
+    r = int(cfg.pop("r", 8))
+    kwargs: dict[str, Any] = {
+        "r": r,
+        "lora_alpha": cfg.pop("alpha", cfg.pop("lora_alpha", 2 * r)),
+        "lora_dropout": cfg.pop("dropout", cfg.pop("lora_dropout", 0.0)),
+        "target_modules": cfg.pop("target_modules", "all-linear"),
+        "task_type": task_type,
+    }
+    kwargs.update(overrides)
+    kwargs.update(cfg)
+    return LoraConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- trainer arguments
+
+
+def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
+    """Keyword arguments shared by transformers.TrainingArguments and its TRL/ST subclasses."""
+    _dtype, bf16, fp16 = resolve_dtype(spec)
+    lora = spec.opt("lora") is not None
+    lr = spec.options.get("learning_rate") or default_learning_rate(kind, lora)
+    max_steps = spec.opt("max_steps")
+    save_steps = int(spec.opt("save_steps"))
+    patience = spec.opt("early_stopping_patience")
+    kw: dict[str, Any] = {
+        "output_dir": spec.checkpoint_dir,
+        "per_device_train_batch_size": int(spec.opt("batch_size")),
+        "per_device_eval_batch_size": int(spec.opt("eval_batch_size", spec.opt("batch_size"))),
+        "gradient_accumulation_steps": int(spec.opt("gradient_accumulation")),
+        "learning_rate": float(lr),
+        "num_train_epochs": float(spec.opt("epochs")),
+        "max_steps": int(max_steps) if max_steps else -1,
+        "seed": int(spec.opt("seed")),
+        "data_seed": int(spec.opt("seed")),
+        "logging_steps": 1,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": save_steps,
+        "save_total_limit": int(spec.opt("save_total_limit")),
+        "report_to": "none",
+        "bf16": bf16,
+        "fp16": fp16,
+        "use_cpu": spec.use_cpu,
+        "disable_tqdm": True,
+        "gradient_checkpointing": bool(spec.opt("gradient_checkpointing")),
+        "warmup_steps": float(spec.opt("warmup")),  # <1: ratio of total steps (transformers 5)
+        "lr_scheduler_type": spec.opt("lr_scheduler"),
+        "weight_decay": float(spec.opt("weight_decay")),
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": True,
+    }
+    if world_size() > 1:
+        kw["ddp_backend"] = "gloo" if spec.use_cpu else "nccl"
+        kw["ddp_find_unused_parameters"] = False
+    if has_eval:
+        eval_steps = int(spec.opt("eval_steps") or save_steps)
+        kw["eval_strategy"] = "steps"
+        kw["eval_steps"] = eval_steps
+        if patience:
+            # EarlyStoppingCallback needs the best model tracked: saves must line up with evaluations.
+            kw["save_steps"] = eval_steps
+            kw["load_best_model_at_end"] = True
+            kw["metric_for_best_model"] = "eval_loss"
+            kw["greater_is_better"] = False
+    else:
+        kw["eval_strategy"] = "no"
+    kw.update(spec.options.get("trainer_args") or {})
+    return kw
+
+
+def callbacks(spec: Spec, has_eval: bool) -> list:
+    from transformers import EarlyStoppingCallback
+
+    cbs: list = [JsonlLogCallback(os.path.join(spec.work_dir, LOG_JSONL))]
+    patience = spec.opt("early_stopping_patience")
+    if has_eval and patience:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
+    return cbs
+
+
+def _make_log_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class JsonlLogCallback(_make_log_callback_base()):
+    """Appends every ``on_log`` record (rank 0) as one JSON line, flushed immediately."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        rec = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
+        rec.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str, bool))})
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+
+
+# --------------------------------------------------------------------------- token counting
+
+
+def _count_tokens(inputs) -> int:
+    if not isinstance(inputs, Mapping):  # BatchEncoding is a UserDict, not a dict
+        return 0
+    if "attention_mask" in inputs:
+        return int(inputs["attention_mask"].sum().item())
+    masks = [k for k in inputs if k.endswith("attention_mask")]
+    if masks:
+        return int(sum(inputs[k].sum().item() for k in masks))
+    if "prompt_mask" in inputs and "completion_mask" in inputs:  # GRPO-style batches
+        return int(inputs["prompt_mask"].sum().item() + inputs["completion_mask"].sum().item())
+    if "input_ids" in inputs:
+        return int(inputs["input_ids"].numel())
+    return 0
+
+
+def with_token_counter(trainer_cls):
+    """Subclass a Trainer so that ``compute_loss`` counts the (non-padding) tokens it trains on."""
+
+    class Counting(trainer_cls):
+        dm_tokens = 0
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            if model.training:
+                try:
+                    self.dm_tokens += _count_tokens(inputs)
+                except Exception:  # counting is best effort, never fatal
+                    pass
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    Counting.__name__ = trainer_cls.__name__
+    Counting.__qualname__ = trainer_cls.__qualname__
+    return Counting
+
+
+def total_tokens(trainer) -> int:
+    tokens = int(getattr(trainer, "dm_tokens", 0))
+    if world_size() > 1:
+        import torch
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            t = torch.tensor([tokens], dtype=torch.int64, device=trainer.args.device)
+            dist.all_reduce(t)
+            tokens = int(t.item())
+    return tokens
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def last_checkpoint(checkpoint_dir: str) -> str | None:
+    """Newest ``checkpoint-N`` whose trainer_state.json parses (a kill mid-save leaves it missing/partial)."""
+    if not os.path.isdir(checkpoint_dir):
+        return None
+    found = []
+    for name in os.listdir(checkpoint_dir):
+        m = re.fullmatch(r"checkpoint-(\d+)", name)
+        if m:
+            found.append((int(m.group(1)), os.path.join(checkpoint_dir, name)))
+    for _step, path in sorted(found, reverse=True):
+        try:
+            with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+                json.load(fh)
+            return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def checkpoint_step(path: str | None) -> int:
+    if not path:
+        return 0
+    return int(path.rsplit("-", 1)[-1])
+
+
+# --------------------------------------------------------------------------- output
+
+
+METRIC_COLUMNS = ["step", "train_loss", "eval_loss", "learning_rate", "epoch"]
+
+
+def metrics_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per step, merging train and eval log records."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for rec in log_history:
+        if "train_runtime" in rec:  # the end-of-training summary record
+            continue
+        step = int(rec.get("step", 0))
+        row = by_step.setdefault(step, {"step": step})
+        for key, value in rec.items():
+            if key == "step" or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            name = "train_loss" if key == "loss" else key
+            row[name] = float(value)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def write_metrics(path: str, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    extra = sorted({k for r in rows for k in r} - set(METRIC_COLUMNS))
+    cols: dict[str, list] = {c: [] for c in METRIC_COLUMNS + extra}
+    for r in rows:
+        for c in cols:
+            v = r.get(c)
+            cols[c].append(None if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    arrays = {c: pa.array(v, type=pa.int64() if c == "step" else pa.float64()) for c, v in cols.items()}
+    pq.write_table(pa.table(arrays), path)
+
+
+def summarise(trainer, train_output, spec: Spec, resumed_from: str | None, eval_loss, tokens: int) -> dict:
+    rows = metrics_rows(trainer.state.log_history)
+    train_losses = [r["train_loss"] for r in rows if r.get("train_loss") is not None]
+    runtime = float(train_output.metrics.get("train_runtime", 0.0)) if train_output else 0.0
+    summary = {
+        "kind": spec.kind,
+        "steps": int(trainer.state.global_step),
+        "epoch": float(trainer.state.epoch or 0.0),
+        "train_loss": train_losses[-1] if train_losses else None,
+        "first_train_loss": train_losses[0] if train_losses else None,
+        "mean_train_loss": float(train_output.training_loss) if train_output else None,
+        "eval_loss": None if eval_loss is None else float(eval_loss),
+        "tokens": tokens,
+        "train_runtime": runtime,
+        "tokens_per_second": (tokens / runtime) if runtime > 0 else None,
+        "resumed_from_step": checkpoint_step(resumed_from),
+        "world_size": world_size(),
+    }
+    return summary, rows
+
+
+def finish_output(spec: Spec, trainer, summary: dict, rows: list[dict]) -> None:
+    """Training args, metrics, cleanup of TRL's model card, completion marker (written last)."""
+    out = spec.output_dir
+    os.makedirs(out, exist_ok=True)
+    args_dict = trainer.args.to_dict() if hasattr(trainer.args, "to_dict") else {}
+    payload = {
+        "kind": spec.kind,
+        "options": {k: v for k, v in spec.options.items() if k != "reward_fn"} | _reward_fn_repr(spec),
+        "trainer_args": args_dict,
+        "summary": summary,
+    }
+    with open(os.path.join(out, "training_args.json"), "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, default=str)
+    write_metrics(os.path.join(out, "metrics.parquet"), rows)
+    for junk in ("README.md", "training_args.bin"):
+        p = os.path.join(out, junk)
+        if os.path.exists(p):
+            os.remove(p)
+    shutil.rmtree(os.path.join(out, "runs"), ignore_errors=True)
+    with open(os.path.join(out, COMPLETE_MARKER), "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, default=str)
+
+
+def _reward_fn_repr(spec: Spec) -> dict:
+    ref = spec.extra.get("reward_fn")
+    return {"reward_fn": ref} if ref else {}
+
+
+def write_result(spec: Spec, summary: dict) -> None:
+    path = os.path.join(spec.work_dir, RESULT_JSON)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, default=str)
+    os.replace(tmp, path)
+
+
+def ensure_pad_token(tokenizer) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

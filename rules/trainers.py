@@ -1,0 +1,166 @@
+"""Training rules: each produces a checkpoint folder target that later rules can use as a model.
+
+    rule("tweet_model", input={"train": "targets/splits/train.parquet",
+                               "validation": "targets/splits/validation.parquet"},
+         output="models/tweet-model/",
+         run=rules.train_sft(base="smollm2-135m-instruct", input_column="abstract", output_column="tweet",
+                             lora={"r": 8}, epochs=1),
+         resources={"gpus": 0, "processes": 1})
+    tuned = llm(target("models/tweet-model/"))          # generate with it in a later rule
+
+Kinds: `train_sft` (causal LM and seq2seq; pairs or chat messages; completion-only loss),
+`train_dpo`, `train_reward`, `train_grpo` (reward from a Dreamfile function or a reward-model
+folder), `train_classifier`, `train_embedding` (sentence-transformers; LoRA too). Training runs
+in worker processes (several with `resources={"processes": N}` on CPU/gloo or `{"gpus": N}`),
+saves checkpoints under the job's work folder, and resumes from the last one when a killed run
+is restarted with the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dreammake.actions import Action, JobContext
+from dreammake.dsl import TargetRef
+from dreammake.errors import DreamError
+from dreammake.fingerprint import code_hash
+
+BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(target(...))` on an adapter
+
+
+class Train(Action):
+    """A training job producing a checkpoint folder (see the module docstring)."""
+
+    version = 1
+
+    def __init__(self, kind: str, base: Any, **options: Any):
+        if not base:
+            raise TypeError("base= is required: a model alias, hf:ORG/NAME, a local folder, a .gguf file or a target")
+        self.train_kind = kind
+        self.kind = f"train_{kind}"
+        self.base = base
+        self.options = options
+
+    # -- identity ----------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        return {k: (v if not callable(v) else "<function>") for k, v in self.options.items()}
+
+    def code_identity(self) -> str:
+        fn = self.options.get("reward_fn")
+        return code_hash(fn) if callable(fn) else ""
+
+    def model_identity(self) -> Any:
+        if isinstance(self.base, TargetRef):
+            return {"base_target": str(self.base)}  # its content enters through the input edge
+        from dreammake.llm.models import resolve, weights_hash
+
+        try:
+            return {"base": str(self.base), "weights": weights_hash(resolve(str(self.base)))}
+        except Exception as exc:  # LLMError: not available offline
+            raise DreamError(f"base model {self.base!r}: {exc}") from None
+
+    def extra_inputs(self) -> list[str]:
+        refs = [self.base, self.options.get("reward_model")]
+        return [str(r) for r in refs if isinstance(r, TargetRef)]
+
+    # -- running -----------------------------------------------------------------------------
+    def execute(self, ctx: JobContext) -> None:
+        from .train import TrainingError, run_training
+
+        rule = ctx.job.rule
+        inputs = self._inputs(ctx)
+        options = dict(self.options)
+        options["base"] = self._base_folder(str(self.base), ctx)
+        if isinstance(options.get("reward_model"), TargetRef):
+            options["reward_model"] = str(options["reward_model"])
+        output = next(iter(ctx.outputs.values()))
+        resources = rule.resources
+        ctx.log(f"{ctx.job.name}: training {self.train_kind} on {os.path.basename(options['base'])}"
+                f" (log: {os.path.join(ctx.work_dir, 'train.log')})")
+        try:
+            summary = run_training(self.train_kind, options, inputs, output, ctx.work_dir,
+                                   processes=int(resources.get("processes", 1) or 1),
+                                   gpus=int(resources.get("gpus", 0) or 0), cancel=ctx.cancel,
+                                   dreamfile={"path": ctx.dreamfile, "config": ctx.config})
+        except (TrainingError, ValueError) as exc:
+            raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
+        with open(os.path.join(output, BASE_MARKER), "w") as f:
+            f.write(str(self.base) if not isinstance(self.base, TargetRef) else options["base"])
+        ctx.stats.update({f"train_{k}": v for k, v in summary.items() if isinstance(v, (int, float, str))})
+
+    def _inputs(self, ctx: JobContext) -> dict[str, str]:
+        named = {n: p for n, p in ctx.job.inputs if n and not n.startswith("__extra")}
+        if named:
+            if "train" not in named:
+                raise DreamError(f"rule {ctx.job.rule.name!r}: name the training data input 'train'"
+                                 f" (got {', '.join(named)})", ctx.job.rule.where)
+            return named
+        return {"train": ctx.input_path(0)}
+
+    def _base_folder(self, spec: str, ctx: JobContext) -> str:
+        """A full model folder for the base: converted from GGUF, or merged when the base is a LoRA checkpoint."""
+        from dreammake.llm.models import checkpoint_for
+
+        if os.path.isdir(spec) and os.path.exists(os.path.join(spec, "adapter_config.json")):
+            return merge_adapter(spec, os.path.join(ctx.work_dir, "merged-base"))
+        return str(checkpoint_for(spec))
+
+
+def merge_adapter(folder: str, out: str) -> str:
+    """Merge a LoRA checkpoint into its base model (for training on top of it); cached in `out`."""
+    if os.path.exists(os.path.join(out, "config.json")):
+        return out
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dreammake.llm.models import checkpoint_for
+
+    marker = os.path.join(folder, BASE_MARKER)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            base_spec = f.read().strip()
+    else:
+        with open(os.path.join(folder, "adapter_config.json")) as f:
+            base_spec = json.load(f)["base_model_name_or_path"]
+    base = str(checkpoint_for(base_spec)) if not os.path.exists(os.path.join(base_spec, "adapter_config.json")) \
+        else merge_adapter(base_spec, out + "-base")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).merge_and_unload()
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(folder if os.path.exists(os.path.join(folder, "tokenizer_config.json"))
+                                  else base).save_pretrained(out)
+    return out
+
+
+def _factory(kind: str, doc: str) -> Any:
+    def make(base: Any, **options: Any) -> Train:
+        return Train(kind, base, **options)
+
+    make.__name__ = make.__qualname__ = f"train_{kind}"
+    make.__doc__ = doc
+    return make
+
+
+COMMON = ("Options: lora={'r': 8} (None = full fine-tune), merge=True (save merged weights), epochs=, max_steps=,"
+          " batch_size=, gradient_accumulation=, learning_rate=, seed=, dtype='auto'|'bf16'|'fp32', max_length=,"
+          " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=.")
+train_sft = _factory("sft", "Supervised fine-tuning (causal LM or seq2seq) on input→output pairs or a chat"
+                     " `messages` column; loss on the completion only.\n\nExample: `rules.train_sft("
+                     "base='smollm2-135m-instruct', input_column='abstract', output_column='tweet', lora={'r': 8})`."
+                     " Instruction-tuning: prompt_template='### Instruction: {instruction}\\n### Response:' or the"
+                     " tokenizer's chat template (default for chat models).\n\n" + COMMON)
+train_dpo = _factory("dpo", "Direct preference optimisation on prompt/chosen/rejected columns.\n\nExample: "
+                     "`rules.train_dpo(base=target('models/sft/'), lora={'r': 8}, beta=0.1)`.\n\n" + COMMON)
+train_reward = _factory("reward", "A reward model on chosen/rejected pairs (optional margin/score columns).\n\n"
+                        "Example: `rules.train_reward(base='smollm2-135m-instruct', lora={'r': 8})`.\n\n" + COMMON)
+train_grpo = _factory("grpo", "GRPO with a reward from a Dreamfile function `reward_fn(completions, **columns)`"
+                      " or a trained reward model folder `reward_model=`.\n\nExample: `rules.train_grpo("
+                      "base='smollm2-135m-instruct', reward_fn=brevity, prompt_column='prompt')`.\n\n" + COMMON)
+train_classifier = _factory("classifier", "A text classifier (text→label); label maps saved in config.json.\n\n"
+                            "Example: `rules.train_classifier(base='all-minilm-l6-v2', text_column='text',"
+                            " label_column='label')`.\n\n" + COMMON)
+train_embedding = _factory("embedding", "A sentence-transformers embedding model on pairs, triplets or labelled"
+                           " pairs (LoRA too).\n\nExample: `rules.train_embedding(base='all-minilm-l6-v2',"
+                           " lora={'r': 8})`.\n\n" + COMMON)
