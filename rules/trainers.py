@@ -72,6 +72,10 @@ class Train(Action):
         inputs = self._inputs(ctx)
         options = dict(self.options)
         options["base"] = self._base_folder(str(self.base), ctx)
+        if options["base"].startswith(ctx.work_dir):
+            # the base was a LoRA checkpoint merged into the work folder, which goes away after the build:
+            # save a full model so the result stands alone
+            options["merge"] = True
         if isinstance(options.get("reward_model"), TargetRef):
             options["reward_model"] = str(options["reward_model"])
         output = next(iter(ctx.outputs.values()))
@@ -85,8 +89,9 @@ class Train(Action):
                                    dreamfile={"path": ctx.dreamfile, "config": ctx.config})
         except (TrainingError, ValueError) as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
-        with open(os.path.join(output, BASE_MARKER), "w") as f:
-            f.write(str(self.base) if not isinstance(self.base, TargetRef) else options["base"])
+        if os.path.exists(os.path.join(output, "adapter_config.json")):
+            with open(os.path.join(output, BASE_MARKER), "w") as f:
+                f.write(str(self.base))
         ctx.stats.update({f"train_{k}": v for k, v in summary.items() if isinstance(v, (int, float, str))})
 
     def _inputs(self, ctx: JobContext) -> dict[str, str]:

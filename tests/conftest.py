@@ -23,6 +23,7 @@ from llm_servers import (  # noqa: E402,F401  (fixtures shared by the LLM and tr
     smol_checkpoint,
     transformers_server,
 )
+from train_fixtures import minilm, smollm2, tiny_t5  # noqa: E402,F401
 
 
 class Project:
