@@ -93,7 +93,8 @@ def main() -> None:
 @click.argument("targets", nargs=-1)
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan (rule, outputs, reason per job); run nothing.")
 @click.option("-q", "--question", is_flag=True, help="Run nothing; exit 0 if up to date, 1 if anything is stale.")
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1), help="Jobs to run at once.")
+@click.option("-j", "--jobs", type=click.IntRange(1), help="Jobs to run at once (default 1; under `make -jN`"
+              " make's jobserver sets the limit).")
 @click.option("-k", "--keep-going", is_flag=True, help="Go on with independent jobs when one fails.")
 @click.option("--force", "forced", multiple=True, metavar="TARGET", help="Rebuild this target (repeatable).")
 @click.option("-F", "--forceall", is_flag=True, help="Rebuild every job needed for the targets.")
@@ -102,14 +103,24 @@ def main() -> None:
               " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
 @click.option("--max-cost", type=float, metavar="USD", help="Stop generating once this run has spent USD on"
               " model calls (finished rows are kept; rerun to continue).")
+@click.option("--depfile", is_flag=True, help="Write a make-format TARGET.d beside each requested target"
+              " (its source files and the Dreamfile), for `-include` in a Makefile.")
 @click.option("--quiet", is_flag=True, help="Only print errors.")
 @common_options
 def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, keep_going: bool,
           forced: tuple[str, ...], forceall: bool, until: str | None, resources: tuple[str, ...],
-          max_cost: float | None, quiet: bool, **common: Any) -> None:
+          max_cost: float | None, depfile: bool, quiet: bool, **common: Any) -> None:
     """Build TARGETS (paths or rule names; default: rule `all`, else every final target)."""
+    from dreammake.makeint import JobServer, make_mode
+
+    mode = make_mode()  # a parent `make -n` / `make -q` running our recipe
+    dry_run = dry_run or mode == "dry-run"
+    question = question or mode == "question"
     console = Console(quiet=quiet or question, debug=common["debug"])
     debug = common["debug"]
+    jobserver = JobServer.from_environment() if not (dry_run or question) else None
+    if jobs is None:
+        jobs = 64 if jobserver is not None else 1
     try:
         from dreammake.project import parse_assignments
 
@@ -126,9 +137,12 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
                 return
             if not stale:
                 console.line("done", "everything is up to date")
-                return
-            summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost)
-        _report(console, summary, len(stale))
+            else:
+                summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost, jobserver)
+            if depfile:
+                project.write_depfiles(graph)
+        if stale:
+            _report(console, summary, len(stale))
     except DreamError as exc:
         _fail(console, exc, debug)
     except KeyboardInterrupt:
@@ -313,3 +327,26 @@ def cache_import(state: Any, console: Console, path: str) -> None:
     from dreammake.llm import cache
 
     console.line("done", f"{cache.import_rows(state.db, path):,} new row(s) imported from {path}")
+
+
+@main.command("makefile")
+@click.argument("targets", nargs=-1)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@common_options
+def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) -> None:
+    """Print make rules for the jobs (`dreammake makefile > dreammake.mk`, then `include dreammake.mk`):
+    each target's prerequisites are its inputs and the Dreamfile; each recipe asks dreammake for it."""
+    from dreammake.makeint import makefile
+
+    console = Console(debug=common["debug"])
+    dreamfile = common["dreamfile"]
+    try:
+        with _project(common, console) as project:
+            text = makefile(project.graph(list(targets)), dreamfile)
+        if output:
+            with open(output, "w") as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False)
+    except DreamError as exc:
+        _fail(console, exc, common["debug"])

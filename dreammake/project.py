@@ -72,7 +72,8 @@ class Project:
         return Planner(graph, self.state, {normalize(f) for f in forced or []}, force_all)
 
     def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
-              resources: dict[str, float] | None = None, max_cost: float | None = None) -> Summary:
+              resources: dict[str, float] | None = None, max_cost: float | None = None,
+              jobserver: Any = None) -> Summary:
         """Run the stale jobs and record their outputs; models are freed at the end."""
         from dreammake.llm.generate import Budget
 
@@ -82,7 +83,7 @@ class Project:
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
                            progress=self.console.task, budget=Budget(max_cost),
                            dreamfile=str(self.workflow.dreamfile), config=self.options.config)
-        executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id)
+        executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id, jobserver)
         try:
             summary = executor.run(decisions)
         finally:
@@ -91,6 +92,18 @@ class Project:
         status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"
         state.finish_run(run_id, status, len(summary.ran), len(summary.failed))
         return summary
+
+    def write_depfiles(self, graph: Graph) -> None:
+        """`TARGET.d` beside each requested target: its source files and the Dreamfile, in make format."""
+        from dreammake.makeint import depfile, sources_of
+
+        dreamfile = os.path.relpath(self.workflow.dreamfile)
+        for job in graph.requested:
+            if job.rule.is_phony:
+                continue
+            path = job.output_paths[0]
+            with open(path + ".d", "w") as f:
+                f.write(depfile(path, [*sources_of(graph, job), dreamfile, *self.workflow.files[1:]]))
 
     def clean(self, graph: Graph) -> list[str]:
         """Remove the outputs of the graph's jobs (never source files) and forget their records."""
