@@ -350,3 +350,9 @@ def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) ->
             click.echo(text, nl=False)
     except DreamError as exc:
         _fail(console, exc, common["debug"])
+
+
+from dreammake.cli_cards import COMMANDS  # noqa: E402 - these commands use common_options defined above
+
+for _command in COMMANDS:
+    main.add_command(_command)

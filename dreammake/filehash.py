@@ -7,6 +7,7 @@ from stat import S_ISDIR
 
 import xxhash
 
+from dreammake.cards import CARD_FILES
 from dreammake.state import State
 
 TEMP_MARK = ".dmtmp-"
@@ -76,7 +77,7 @@ def _walk(root: str) -> list[tuple[str, str]]:
         folder = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                if TEMP_MARK in entry.name:
+                if TEMP_MARK in entry.name or (folder == root and entry.name in CARD_FILES):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)

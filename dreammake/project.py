@@ -91,6 +91,13 @@ class Project:
                 model.close()
         status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"
         state.finish_run(run_id, status, len(summary.ran), len(summary.failed))
+        if not summary.interrupted:
+            from dreammake.cards.render import write_built_cards
+
+            try:
+                write_built_cards(planner.graph, state, summary.ran + summary.cut_off)
+            except (DreamError, OSError) as exc:  # a card never fails a finished build
+                self.console.line("warn", f"cards not written: {exc}")
         return summary
 
     def write_depfiles(self, graph: Graph) -> None:
@@ -109,9 +116,14 @@ class Project:
         """Remove the outputs of the graph's jobs (never source files) and forget their records."""
         import shutil
 
+        from dreammake.cards import card_paths
+
         removed = []
         for job in graph.jobs:
             for path in job.output_paths:
+                for card in card_paths(path) if not os.path.isdir(path) else ():
+                    if os.path.exists(card):
+                        os.remove(card)
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
                 elif os.path.lexists(path):

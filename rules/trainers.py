@@ -53,10 +53,13 @@ class Train(Action):
     def model_identity(self) -> Any:
         if isinstance(self.base, TargetRef):
             return {"base_target": str(self.base)}  # its content enters through the input edge
+        from dreammake.llm import embedder
         from dreammake.llm.models import resolve, weights_hash
 
+        spec = str(self.base)
         try:
-            return {"base": str(self.base), "weights": weights_hash(resolve(str(self.base)))}
+            folder = embedder.resolve(spec) if spec in embedder.ALIASES else resolve(spec)
+            return {"base": spec, "weights": weights_hash(folder)}
         except Exception as exc:  # LLMError: not available offline
             raise DreamError(f"base model {self.base!r}: {exc}") from None
 
@@ -105,8 +108,11 @@ class Train(Action):
 
     def _base_folder(self, spec: str, ctx: JobContext) -> str:
         """A full model folder for the base: converted from GGUF, or merged when the base is a LoRA checkpoint."""
+        from dreammake.llm import embedder
         from dreammake.llm.models import checkpoint_for
 
+        if spec in embedder.ALIASES:
+            return embedder.resolve(spec)
         if os.path.isdir(spec) and os.path.exists(os.path.join(spec, "adapter_config.json")):
             return merge_adapter(spec, os.path.join(ctx.work_dir, "merged-base"))
         return str(checkpoint_for(spec))

@@ -1,0 +1,120 @@
+"""`dreammake report`: one self-contained HTML file about a project.
+
+It shows the DAG (inline SVG, laid out here), per-job status, timings, rows, LLM calls vs
+row-cache hits, tokens and cost, training loss curves from checkpoints' `metrics.parquet`,
+recent runs, and relative links to the cards. Nothing in it refers to the network.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from dreammake.cards import card_paths
+from dreammake.cards.lineage import LLM_STATS
+from dreammake.cards.secrets import redact
+from dreammake.cards.svg import bars_svg, dag_svg, line_plot_svg
+
+if TYPE_CHECKING:
+    from dreammake.graph import Graph
+    from dreammake.planner import Decision
+    from dreammake.state import State
+
+METRICS = "metrics.parquet"
+RUNS_SHOWN = 10
+
+
+def job_status(decision: Decision) -> str:
+    """up-to-date, stale (an output exists but must be rebuilt) or missing."""
+    if not decision.stale:
+        return "up-to-date"
+    return "stale" if all(os.path.lexists(p) for p in decision.job.output_paths) else "missing"
+
+
+def job_rows(decisions: list[Decision], details: dict[str, dict[str, Any]], here: str) -> list[dict[str, Any]]:
+    """One table row per job with outputs: status, timing, rows, LLM spend and card links."""
+    rows = []
+    for d in decisions:
+        job = d.job
+        if job.rule.is_phony:
+            continue
+        recs = [details.get(p) or {} for p in job.output_paths]
+        first = recs[0]
+        stats = first.get("stats") or {}
+        counted = [r["rows"] for r in recs if r.get("rows") is not None]
+        rows.append({
+            "job": job.name, "rule": job.rule.name, "kind": getattr(job.rule.action, "kind", "function"),
+            "status": job_status(d), "reason": d.detail, "rows": sum(counted) if counted else None,
+            "built_at": first["built_at"].strftime("%Y-%m-%d %H:%M:%S") if first.get("built_at") else None,
+            "duration_s": first.get("duration_s"), **{k: stats.get(k, 0) for k in LLM_STATS},
+            "outputs": [{"path": p, "cards": _card_links(p, here)} for p in job.output_paths],
+        })
+    return rows
+
+
+def _card_links(target: str, here: str) -> list[dict[str, str]]:
+    links = []
+    for label, path in zip(("card", "json"), card_paths(target)):
+        if os.path.exists(path):
+            links.append({"label": label, "href": quote(os.path.relpath(os.path.abspath(path), here))})
+    return links
+
+
+def loss_curves(decisions: list[Decision]) -> list[dict[str, Any]]:
+    """Train/eval loss series of every checkpoint folder that has a metrics.parquet."""
+    curves = []
+    for d in decisions:
+        for path in d.job.output_paths:
+            metrics = os.path.join(path, METRICS)
+            if not os.path.isfile(metrics):
+                continue
+            import pyarrow.parquet as pq  # only for projects that trained something
+
+            table = pq.read_table(metrics).to_pydict()
+            steps = table.get("step", [])
+            series = []
+            for column, name in (("train_loss", "train loss"), ("eval_loss", "eval loss")):
+                points = [(s, v) for s, v in zip(steps, table.get(column, [])) if s is not None and v is not None]
+                if points:
+                    series.append((name, [p[0] for p in points], [p[1] for p in points]))
+            if series:
+                curves.append({"target": path, "svg": line_plot_svg(f"{d.job.name}: {path}", series)})
+    return curves
+
+
+def recent_runs(state: State) -> list[dict[str, Any]]:
+    """The last runs from the state's `runs` table, newest first."""
+    cur = state.db.execute("SELECT id, started_at, finished_at, command, status, jobs_run, jobs_failed FROM runs"
+                           " ORDER BY id DESC LIMIT ?", [RUNS_SHOWN])
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def render_report(graph: Graph, decisions: list[Decision], state: State, output: str, title: str) -> str:
+    """The report's HTML (card links are relative to `output`'s folder)."""
+    from dreammake import __version__
+    from dreammake.cards.render import jinja_env
+
+    here = os.path.dirname(os.path.abspath(output))
+    details = state.target_details()
+    rows = job_rows(decisions, details, here)
+    status = {r["job"]: r["status"] for r in rows}
+    totals = {k: sum(r[k] or 0 for r in rows) for k in (*LLM_STATS, "duration_s")}
+    spend = [(r["job"], r["llm_calls"], r["llm_cached"]) for r in rows if r["llm_calls"] or r["llm_cached"]]
+    html = jinja_env(html=True).get_template("report.html.j2").render(
+        title=title, version=__version__, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        dag=dag_svg(graph.to_networkx(), status), rows=rows, totals=totals,
+        bars=bars_svg(spend) if spend else None, curves=loss_curves(decisions), runs=recent_runs(state),
+        counts={s: sum(1 for r in rows if r["status"] == s) for s in ("up-to-date", "stale", "missing")})
+    return redact(html)
+
+
+def write_report(graph: Graph, decisions: list[Decision], state: State, output: str, title: str) -> str:
+    """Render the report and write it to `output`; returns the path."""
+    from dreammake.cards.render import write_text
+
+    os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
+    write_text(output, render_report(graph, decisions, state, output, title))
+    return output
