@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from dreammake.rules.train import run_training
@@ -26,57 +25,35 @@ def _wait_for(predicate, timeout: float, proc=None):
     return False
 
 
-def test_sigkill_then_resume(tmp_path, minilm):
-    train = write_parquet(tmp_path / "train.parquet", CLS_ROWS * 4)
-    work, out = str(tmp_path / "work"), str(tmp_path / "out")
-    options = {
-        "base": minilm,
-        "max_steps": 12,
-        "batch_size": 4,
-        "save_steps": 3,
-        "max_length": 32,
-        "learning_rate": 1e-4,
-    }
-    code = (
-        "import json, sys\nfrom train import run_training\n"
-        f"run_training('classifier', json.loads({json.dumps(json.dumps(options))}), "
-        f"{{'train': {train!r}}}, {out!r}, {work!r})\n"
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    caller = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
-    ckpts = os.path.join(work, "checkpoints")
+def test_sigkill_then_resume(project, minilm):
+    """A dreammake run is SIGKILLed after the trainer's first checkpoint; the rerun resumes from it."""
+    write_parquet(project.root / "train.parquet", CLS_ROWS * 4)
+    project.dreamfile("""
+rule("clf", input={"train": "train.parquet"}, output="models/clf/",
+     run=rules.train_classifier(base="all-minilm-l6-v2", max_steps=12, batch_size=4, save_steps=3,
+                                max_length=32, learning_rate=1e-4))
+""")
+    proc = project.spawn(start_new_session=True)
 
-    def first_checkpoint():
-        return os.path.isdir(ckpts) and any(
-            os.path.exists(os.path.join(ckpts, d, "trainer_state.json")) for d in os.listdir(ckpts)
-        )
+    def checkpoints() -> list[str]:
+        return glob.glob(str(project.root / ".dreammake/work/clf-*/checkpoints/checkpoint-*/trainer_state.json"))
 
-    try:
-        assert _wait_for(first_checkpoint, 240, caller), "no checkpoint appeared"
-        with open(os.path.join(work, "worker-0.pid")) as fh:
-            worker_pid = int(fh.read())
-        os.kill(worker_pid, signal.SIGKILL)
-        assert caller.wait(60) != 0  # run_training raised TrainingError in the caller
-    finally:
-        if caller.poll() is None:
-            caller.kill()
-    assert not os.path.exists(os.path.join(out, ".dreammake-complete"))
-    killed_at = max(int(d.split("-")[1]) for d in os.listdir(ckpts) if d.startswith("checkpoint-"))
+    deadline = time.time() + 300
+    while not checkpoints():
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint appeared"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the coordinator dies; its trainer follows (parent-death signal)
+    proc.wait()
+    assert not (project.root / "models/clf").exists()
+    killed_at = max(int(p.split("checkpoint-")[1].split("/")[0]) for p in checkpoints())
     assert killed_at < 12
-
-    log_path = os.path.join(work, "train_log.jsonl")
-    with open(log_path) as fh:
-        before = len(fh.readlines())
-    result = run_training("classifier", options, {"train": train}, out, work)
-    assert result["resumed_from_step"] >= 3
-    assert result["steps"] == 12
-    rows = check_output(out)
+    project.run()
+    stats = json.loads(project.run("status", "--json"))["targets"][0]
+    assert stats["train_resumed_from_step"] >= 3
+    assert stats["train_steps"] == 12
+    rows = check_output(str(project.root / "models/clf"))
     assert rows[-1]["step"] == 12
-    # The second run's first logged training step continues after the checkpoint (no restart at step 1).
-    with open(log_path) as fh:
-        records = [json.loads(line) for line in fh.readlines()[before:]]
-    steps = [r["step"] for r in records if "loss" in r]
-    assert steps[0] == result["resumed_from_step"] + 1 and steps[-1] == 12
+    assert not glob.glob(str(project.root / ".dreammake/work/clf-*")), "the work folder goes after success"
 
 
 def test_two_process_gloo_sft(tmp_path, smollm2):

@@ -155,6 +155,7 @@ def run_training(
             env=worker_env(nproc, gpus),
             cwd=work_dir,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         with open(os.path.join(work_dir, "launcher.pid"), "w", encoding="utf-8") as fh:
             fh.write(str(proc.pid))
@@ -165,6 +166,17 @@ def run_training(
         raise TrainingError(f"{kind} training finished without the completion marker in {output_dir}")
     with open(result_path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the launching process dies (so a killed dreammake leaves no trainer)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait(proc: subprocess.Popen, cancel: threading.Event | None) -> int:
