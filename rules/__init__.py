@@ -11,6 +11,9 @@ from typing import Any
 
 # kind name -> module (relative to this package) that defines it
 _KINDS: dict[str, str] = {
+    **dict.fromkeys(["read", "rows", "hf_dataset"], "sources"),
+    **dict.fromkeys(["map", "filter", "select_columns", "rename_columns", "take", "skip", "shuffle", "sort",
+                     "dedupe", "splits", "shard", "concat", "zip"], "data"),
     **dict.fromkeys(["prompt", "process_with_prompt", "few_shot_prompt", "data_from_prompt",
                      "data_from_attributed_prompt"], "prompts"),
     **dict.fromkeys(["filter_with_prompt", "rank_with_prompt", "judge_pairs", "judge_generation_pairs"], "judges"),
