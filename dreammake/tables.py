@@ -44,10 +44,11 @@ def load_dataset(path: str, content_hash: str | None = None) -> Any:
 
     Passing the file's content hash as the Dataset fingerprint spares `datasets` from
     hashing the table itself (milliseconds per input)."""
-    from datasets import Dataset
+    import datasets
     from datasets.table import InMemoryTable
 
-    return Dataset(InMemoryTable(read_table(path)), fingerprint=content_hash)
+    datasets.disable_progress_bars()  # dreammake shows its own progress; `map` bars would clutter the log
+    return datasets.Dataset(InMemoryTable(read_table(path)), fingerprint=content_hash)
 
 
 def to_table(value: Any, what: str) -> pa.Table:

@@ -221,6 +221,14 @@ def checkpoint_for(spec: str) -> Path:
     return convert_gguf(path)
 
 
+def quiet_transformers() -> None:
+    """No per-tensor progress bars or info logs from transformers: dreammake shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def convert_gguf(gguf: Path) -> Path:
     """Dequantise a GGUF into a float32 safetensors checkpoint folder (model + tokenizer with
     chat template) in the cache, keyed by the GGUF's content hash. Atomic; reused later."""
@@ -233,8 +241,10 @@ def convert_gguf(gguf: Path) -> Path:
         if (dest / "config.json").is_file():
             return dest
         _mkdir(root)
+        print(f"dreammake: converting {gguf.name} into a checkpoint in {root} (once, ~30 s)", file=sys.stderr)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=root))
         try:
+            quiet_transformers()
             _convert_into(gguf, tmp)
             (tmp / "dreammake_source.json").write_text(
                 json.dumps({"gguf": gguf.name, "xxh3_128": digest}) + "\n")

@@ -18,6 +18,7 @@ from .base import LLMError, OnResult, Request, Response
 from .models import (
     checkpoint_for,
     file_hash,
+    quiet_transformers,
     resolve,
     spec_display_name,
     text_hash,
@@ -101,6 +102,8 @@ class TransformersBackend:
                 return self._model
             import torch
             from transformers import AutoModelForCausalLM
+
+            quiet_transformers()
 
             if self.threads:
                 torch.set_num_threads(int(self.threads))
