@@ -101,6 +101,9 @@ def main() -> None:
 @click.option("--until", metavar="RULE", help="Only build the jobs of RULE and what they need.")
 @click.option("--resources", multiple=True, metavar="NAME=N", help="Limit a resource across running jobs,"
               " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="Where jobs run: threads in this process, or one Slurm batch job each (sbatch; prompt rules"
+              " stay here). Config keys slurm_args and slurm_poll_s tune it.")
 @click.option("--max-cost", type=float, metavar="USD", help="Stop generating once this run has spent USD on"
               " model calls (finished rows are kept; rerun to continue).")
 @click.option("--depfile", is_flag=True, help="Write a make-format TARGET.d beside each requested target"
@@ -109,7 +112,7 @@ def main() -> None:
 @common_options
 def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, keep_going: bool,
           forced: tuple[str, ...], forceall: bool, until: str | None, resources: tuple[str, ...],
-          max_cost: float | None, depfile: bool, quiet: bool, **common: Any) -> None:
+          executor: str, max_cost: float | None, depfile: bool, quiet: bool, **common: Any) -> None:
     """Build TARGETS (paths or rule names; default: rule `all`, else every final target)."""
     from dreammake.makeint import JobServer, make_mode
 
@@ -138,7 +141,8 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
             if not stale:
                 console.line("done", "everything is up to date")
             else:
-                summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost, jobserver)
+                summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost, jobserver,
+                                        executor)
             if depfile:
                 project.write_depfiles(graph)
         if stale:

@@ -1,16 +1,17 @@
-"""The local executor: runs stale jobs in dependency order on a pool of worker threads.
+"""Executors: run stale jobs in dependency order (`Scheduler`), here on a pool of worker threads.
 
 The coordinating (main) thread is the only one that writes the state database; workers
 return records. Finished outputs are committed at least once a second (and at once
-after any job that took longer), so an interrupted
-or killed run keeps them. Heavy actions (generation, training) release the GIL or run
-in their own processes, so threads are enough to keep `-j N` busy.
+after any job that took longer), so an interrupted or killed run keeps them. Heavy
+actions (generation, training) release the GIL or run in their own processes, so threads
+are enough to keep `-j N` busy. `dreammake.slurm.SlurmExecutor` reuses the same loop.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -35,6 +36,9 @@ class Summary:
     interrupted: bool = False
 
 
+Outcome = list[TargetRecord] | DreamError  # how a job ended: its records, or its error
+
+
 def detect_gpus() -> int:
     """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -49,8 +53,13 @@ def detect_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-class LocalExecutor:
-    """Runs jobs with at most `jobs` at once and within the declared resource limits."""
+class Scheduler:
+    """Runs stale jobs in dependency order with at most `jobs` at once, within the resource limits
+    (and make's jobserver), with early cutoff, keep-going and Ctrl-C handling.
+
+    Subclasses say how a job starts (`_start`, returning a handle) and how its end is learned
+    (`_wait`); records are written to the state database by this (the coordinating) thread only.
+    """
 
     def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
                  keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
@@ -66,11 +75,34 @@ class LocalExecutor:
         self._pending_records: list[TargetRecord] = []
         self._last_flush = time.monotonic()
 
+    # -- what subclasses provide ---------------------------------------------------------------
+    def _default_limits(self, needed: set[str]) -> dict[str, float]:
+        """Limits for resources the rules use and the command line did not limit."""
+        return {}
+
+    def _open(self) -> None:
+        """Called once before the first job starts."""
+
+    def _start(self, decision: Decision) -> Hashable:
+        """Start a job; returns a handle that `_wait` reports when the job ends."""
+        raise NotImplementedError
+
+    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        """Wait up to `timeout` s for running jobs to end: their records, or the error they failed with."""
+        raise NotImplementedError
+
+    def _interrupt(self, summary: Summary) -> None:
+        """Ctrl-C: stop running jobs and remove their temp outputs."""
+        self.runner.cancel.set()
+        self.runner.cleanup()
+
+    def _close(self, interrupted: bool) -> None:
+        """Called once at the end of a run."""
+
+    # -- the loop ------------------------------------------------------------------------------
     def _capacity(self, decisions: list[Decision]) -> dict[str, float]:
         needed = {k for d in decisions for k, v in d.job.rule.resources.items() if isinstance(v, (int, float)) and v}
-        limits = dict(self.limits)
-        if "gpus" in needed and "gpus" not in limits:
-            limits["gpus"] = detect_gpus()
+        limits = {**self._default_limits(needed - set(self.limits)), **self.limits}
         for d in decisions:
             for name, amount in d.job.rule.resources.items():
                 if isinstance(amount, (int, float)) and name in limits and amount > limits[name]:
@@ -95,11 +127,11 @@ class LocalExecutor:
                 if id(dep) in members:
                     dependants.setdefault(id(dep), []).append(d)
         ready = [d for d in stale if waiting_on[id(d.job)] == 0]
-        running: dict[Future[list[TargetRecord]], tuple[Decision, float]] = {}
-        tokens: dict[Future[list[TargetRecord]], bool] = {}  # which running jobs hold a jobserver token
+        running: dict[Hashable, tuple[Decision, float]] = {}
+        tokens: dict[Hashable, bool] = {}  # which running jobs hold a jobserver token
         stop = False
         self.console.start_progress(len(stale))
-        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
+        self._open()
         try:
             while ready or running:
                 waiting_for_token = False
@@ -123,59 +155,69 @@ class LocalExecutor:
                         self._release_dependants(d, dependants, waiting_on, ready)
                         self.console.advance()
                         continue
+                    self.console.line("run", f"run {d.job.name}: {fresh.detail}")
+                    try:
+                        handle = self._start(fresh)
+                    except DreamError as exc:  # e.g. sbatch refused the job
+                        if token:
+                            self.jobserver.release()
+                        self.console.advance()
+                        stop = self._failed(d, exc, dependants, summary) or stop
+                        continue
                     for name, amount in d.job.rule.resources.items():
                         if name in in_use:
                             in_use[name] += amount
-                    self.console.line("run", f"run {d.job.name}: {fresh.detail}")
-                    future = pool.submit(self.runner.run, fresh, self.run_id)
-                    running[future] = (fresh, time.monotonic())
-                    tokens[future] = token
+                    running[handle] = (fresh, time.monotonic())
+                    tokens[handle] = token
                 if not running:
                     break
                 timeout = 0.05 if waiting_for_token else FLUSH_EVERY_S
-                done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    d, started = running.pop(fut)
-                    if tokens.pop(fut) and self.jobserver is not None:
+                for handle, outcome in self._wait(list(running), timeout):
+                    d, started = running.pop(handle)
+                    if tokens.pop(handle) and self.jobserver is not None:
                         self.jobserver.release()
                     for name, amount in d.job.rule.resources.items():
                         if name in in_use:
                             in_use[name] -= amount
                     self.console.advance()
-                    try:
-                        records = fut.result()
-                    except DreamError as exc:
-                        summary.failed.append((d.job.name, exc))
-                        self.console.error(exc.one_line())
-                        if self.console.debug and exc.__cause__ is not None:
-                            import traceback
-
-                            traceback.print_exception(exc.__cause__)
-                        self._skip_downstream(d, dependants, summary)
-                        if not self.keep_going:
-                            stop = True
+                    if isinstance(outcome, DreamError):
+                        stop = self._failed(d, outcome, dependants, summary) or stop
                         continue
-                    self._pending_records.extend(records)
-                    if time.monotonic() - started >= FLUSH_EVERY_S:
-                        self._flush()
-                    summary.ran.append(d.job.name)
-                    rows = sum(r.rows or 0 for r in records)
-                    extra = f", {rows:,} rows" if any(r.rows is not None for r in records) else ""
-                    self.console.line("done", f"done {d.job.name} ({time.monotonic() - started:.1f}s{extra})")
+                    self._finished(d, outcome, started, summary)
                     self._release_dependants(d, dependants, waiting_on, ready)
                 self._maybe_flush()
         except KeyboardInterrupt:
             summary.interrupted = True
-            self.runner.cancel.set()
-            self.runner.cleanup()
+            self._interrupt(summary)
         finally:
             self.console.stop_progress()
             if self.jobserver is not None:
                 self.jobserver.close()
             self._flush()
-            pool.shutdown(wait=not summary.interrupted, cancel_futures=True)
+            self._close(summary.interrupted)
         summary.skipped.extend(d.job.name for d in ready if stop)
         return summary
+
+    def _failed(self, d: Decision, exc: DreamError, dependants: dict[int, list[Decision]], summary: Summary) -> bool:
+        """A job failed: report it and skip what depends on it. True when the run should stop."""
+        summary.failed.append((d.job.name, exc))
+        self.console.error(exc.one_line())
+        if self.console.debug and exc.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(exc.__cause__)
+        self._skip_downstream(d, dependants, summary)
+        return not self.keep_going
+
+    def _finished(self, d: Decision, records: list[TargetRecord], started: float, summary: Summary) -> None:
+        """A job succeeded: keep its records (flushed at once when it was slow) and say so."""
+        self._pending_records.extend(records)
+        if time.monotonic() - started >= FLUSH_EVERY_S:
+            self._flush()
+        summary.ran.append(d.job.name)
+        rows = sum(r.rows or 0 for r in records)
+        extra = f", {rows:,} rows" if any(r.rows is not None for r in records) else ""
+        self.console.line("done", f"done {d.job.name} ({time.monotonic() - started:.1f}s{extra})")
 
     @staticmethod
     def _next_fitting(ready: list[Decision], capacity: dict[str, float], in_use: dict[str, float]) -> Decision | None:
@@ -213,3 +255,33 @@ class LocalExecutor:
         self.planner.state.flush_files()
         self._last_flush = time.monotonic()
 
+
+class LocalExecutor(Scheduler):
+    """Runs jobs on a pool of threads in this process, within the declared resource limits."""
+
+    def _default_limits(self, needed: set[str]) -> dict[str, float]:
+        return {"gpus": detect_gpus()} if "gpus" in needed else {}
+
+    def _open(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
+
+    def _start(self, decision: Decision) -> Hashable:
+        return self._pool.submit(self.runner.run, decision, self.run_id)
+
+    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        futures: list[Future[list[TargetRecord]]] = [h for h in handles if isinstance(h, Future)]
+        if not futures:
+            time.sleep(timeout)
+            return []
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        return [(fut, _outcome(fut)) for fut in done]
+
+    def _close(self, interrupted: bool) -> None:
+        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _outcome(fut: Future[list[TargetRecord]]) -> Outcome:
+    try:
+        return fut.result()
+    except DreamError as exc:
+        return exc

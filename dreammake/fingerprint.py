@@ -83,11 +83,24 @@ def _source_ast(fn: Callable[..., Any]) -> tuple[str, set[str]]:
     try:
         source = textwrap.dedent(inspect.getsource(fn))
         tree = _StripDocstrings().visit(ast.parse(source))
-    except (OSError, TypeError, SyntaxError):
-        code = fn.__code__
-        return digest(code.co_code + repr(code.co_consts).encode()), set(code.co_names)
+    except (OSError, TypeError, SyntaxError):  # e.g. a lambda whose source line does not parse alone
+        return _code_object_hash(fn.__code__), _code_names(fn.__code__)
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return ast.dump(tree, annotate_fields=False, include_attributes=False), names
+
+
+def _code_object_hash(code: Any) -> str:
+    """Bytecode, constants and names of a code object, nested code objects included (no addresses)."""
+    consts = [_code_object_hash(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return digest(code.co_code + "\x1e".join([*consts, *code.co_names]).encode())
+
+
+def _code_names(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            names |= _code_names(const)
+    return names
 
 
 def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> str:

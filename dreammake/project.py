@@ -73,7 +73,7 @@ class Project:
 
     def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
               resources: dict[str, float] | None = None, max_cost: float | None = None,
-              jobserver: Any = None) -> Summary:
+              jobserver: Any = None, executor: str = "local") -> Summary:
         """Run the stale jobs and record their outputs; models are freed at the end."""
         from dreammake.llm.generate import Budget
 
@@ -83,9 +83,15 @@ class Project:
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
                            progress=self.console.task, budget=Budget(max_cost),
                            dreamfile=str(self.workflow.dreamfile), config=self.options.config)
-        executor = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id, jobserver)
+        if executor == "slurm":
+            from dreammake.slurm import SlurmExecutor
+
+            scheduler: Any = SlurmExecutor.from_config(self.workflow.config, planner, runner, self.console, jobs,
+                                                       keep_going, resources, run_id)
+        else:
+            scheduler = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id, jobserver)
         try:
-            summary = executor.run(decisions)
+            summary = scheduler.run(decisions)
         finally:
             for model in self.workflow.models:
                 model.close()

@@ -1,12 +1,20 @@
-"""Runs one job: prepares temp outputs and a work folder, calls the action, and puts
-finished outputs in place atomically (keeping the old file when the content is unchanged)."""
+"""Runs one job in two halves.
+
+`ActionRunner.execute` calls the action into temp outputs and writes its tables (no database,
+no planner), so it also runs in a Slurm worker (`dreammake.worker`). `JobRunner.place`, in the
+coordinating process, puts the finished outputs in place atomically (keeping the old file when
+the content is unchanged: early cutoff) and returns the records for the state database.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +23,7 @@ from dreammake.errors import DreamError, JobFailed
 from dreammake.filehash import TEMP_MARK, hash_file_bytes, stat_signature
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
-from dreammake.state import STATE_DIR, TargetRecord
+from dreammake.state import STATE_DIR, State, TargetRecord
 from dreammake.tables import load_dataset, temp_path, to_table, write_table
 
 PARQUET = (".parquet", ".pq")
@@ -26,18 +34,50 @@ def output_keys(job: Job) -> list[str]:
     return [name if name is not None else str(i) for i, (name, _) in enumerate(job.outputs)]
 
 
-class JobRunner:
-    """Executes jobs for the executor; safe to call from worker threads."""
+@dataclass
+class JobOutput:
+    """What the execute half produced: per output key (rows, data hash), both None when unknown."""
 
-    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None, budget: Any = None,
-                 dreamfile: str = "", config: dict[str, Any] | None = None):
+    outputs: dict[str, tuple[int | None, str | None]]
+    stats: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    work_dir: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobOutput:
+        outputs = {k: (v[0], v[1]) for k, v in data["outputs"].items()}
+        return cls(outputs, dict(data.get("stats") or {}), float(data.get("duration_s") or 0.0),
+                   data.get("work_dir") or "")
+
+
+@contextlib.contextmanager
+def job_failures(job: Job) -> Iterator[None]:
+    """Turn any error of a job (other than a DreamError) into a JobFailed naming its rule."""
+    try:
+        yield
+    except DreamError:
+        raise
+    except Exception as exc:
+        raise JobFailed(f"rule {job.rule.name!r} failed: {type(exc).__name__}: {exc}", job.rule.where) from exc
+
+
+class ActionRunner:
+    """The execute half: temp outputs, work folder, the action call. Safe to call from worker threads."""
+
+    def __init__(self, root: str, log: Any = print, progress: Any = None, budget: Any = None,
+                 dreamfile: str = "", config: dict[str, Any] | None = None, state: State | None = None,
+                 input_hash: Callable[[str], str | None] | None = None):
         self.budget = budget
         self.dreamfile = dreamfile
         self.config = dict(config or {})
-        self.planner = planner
         self.root = root
         self.log = log
         self.progress = progress
+        self.state = state
+        self.input_hash = input_hash or (lambda path: None)
         self.cancel = threading.Event()
         self._temps: set[str] = set()
         self._lock = threading.Lock()
@@ -60,9 +100,8 @@ class JobRunner:
                 f.write(fingerprint)
         return folder
 
-    def run(self, decision: Decision, run_id: int | None) -> list[TargetRecord]:
-        """Run the job of `decision`; returns the records of its outputs."""
-        job = decision.job
+    def prepare(self, job: Job) -> dict[str, str]:
+        """Fresh temp paths for the job's outputs (folders created), by output key."""
         temps = {key: temp_path(path) for key, (_, path) in zip(output_keys(job), job.outputs)}
         for i, (key, (_, path)) in enumerate(zip(output_keys(job), job.outputs)):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -71,25 +110,14 @@ class JobRunner:
                 os.makedirs(temps[key])
         with self._lock:
             self._temps.update(temps.values())
-        ctx = JobContext(job, temps, self.work_dir(job, decision.fingerprint), self.cancel, decision.fingerprint,
-                         state=self.planner.state, log=self.log, progress=self.progress,
-                         budget=self.budget, dreamfile=self.dreamfile, config=self.config)
-        started = time.perf_counter()
-        try:
-            produced = self._call(job, ctx)
-            records = self._finish(job, decision, temps, produced, ctx, time.perf_counter() - started, run_id)
-        except DreamError:
-            raise
-        except Exception as exc:
-            where = job.rule.where
-            raise JobFailed(f"rule {job.rule.name!r} failed: {type(exc).__name__}: {exc}", where) from exc
-        finally:
-            for t in temps.values():
-                _remove(t)
-            with self._lock:
-                self._temps.difference_update(temps.values())
-        shutil.rmtree(ctx.work_dir, ignore_errors=True)
-        return records
+        return temps
+
+    def release(self, temps: dict[str, str]) -> None:
+        """Remove what is left of a job's temp outputs."""
+        for t in temps.values():
+            _remove(t)
+        with self._lock:
+            self._temps.difference_update(temps.values())
 
     def cleanup(self) -> None:
         """Remove temp outputs of interrupted jobs."""
@@ -97,6 +125,17 @@ class JobRunner:
             for t in list(self._temps):
                 _remove(t)
             self._temps.clear()
+
+    def execute(self, job: Job, fingerprint: str, temps: dict[str, str]) -> JobOutput:
+        """Call the action so that every output exists at its temp path; tables are written as Parquet."""
+        with job_failures(job):
+            ctx = JobContext(job, temps, self.work_dir(job, fingerprint), self.cancel, fingerprint,
+                             state=self.state, log=self.log, progress=self.progress,
+                             budget=self.budget, dreamfile=self.dreamfile, config=self.config)
+            started = time.perf_counter()
+            produced = self._call(job, ctx)
+            outputs = self._write(job, fingerprint, temps, produced, ctx)
+            return JobOutput(outputs, dict(ctx.stats), time.perf_counter() - started, ctx.work_dir)
 
     # -- calling the action ------------------------------------------------------------------
     def _call(self, job: Job, ctx: JobContext) -> dict[str, Any]:
@@ -154,35 +193,65 @@ class JobRunner:
     def _load_input(self, path: str) -> Any:
         """Parquet inputs as Datasets; anything else (folders, other files) as its path."""
         if path.endswith(PARQUET) and os.path.isfile(path):
-            return load_dataset(path, self.planner.content_hash(path))
+            return load_dataset(path, self.input_hash(path))
         return path
 
-    # -- putting outputs in place ------------------------------------------------------------
-    def _finish(self, job: Job, decision: Decision, temps: dict[str, str], produced: dict[str, Any],
-                ctx: JobContext, duration: float, run_id: int | None) -> list[TargetRecord]:
-        records = []
-        built_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    def _write(self, job: Job, fingerprint: str, temps: dict[str, str], produced: dict[str, Any],
+               ctx: JobContext) -> dict[str, tuple[int | None, str | None]]:
+        """Write returned tables to their temp paths; check that the action wrote the others."""
+        outputs: dict[str, tuple[int | None, str | None]] = {}
         for key, (_, path) in zip(output_keys(job), job.outputs):
             tmp = temps[key]
-            rows = None
-            new_data_hash = None
             if key in produced:
                 if not path.endswith(PARQUET):
                     raise DreamError(f"rule {job.rule.name!r}: {path} is not a Parquet file, so the function"
                                      " must write it: add an `output` parameter", job.rule.where)
                 table = to_table(produced[key], f"rule {job.rule.name!r}")
-                rows = table.num_rows
-                new_data_hash = write_table(table, tmp, job.rule.name, decision.fingerprint)
+                outputs[key] = (table.num_rows, write_table(table, tmp, job.rule.name, fingerprint))
             elif key in ctx.written:
-                rows, new_data_hash = ctx.written[key]
+                outputs[key] = ctx.written[key]
             elif not os.path.lexists(tmp):
                 raise DreamError(f"rule {job.rule.name!r} did not write {path}", job.rule.where)
             elif path.endswith(PARQUET) and os.path.isfile(tmp):
-                rows = _parquet_rows(tmp)
-            content_hash, size = self._place(path, tmp, new_data_hash)
-            records.append(TargetRecord(path, job.rule.name, decision.fingerprint, dict(decision.components or {}),
-                                        content_hash, new_data_hash, size, rows, built_at, duration, run_id,
-                                        dict(ctx.stats)))
+                outputs[key] = (_parquet_rows(tmp), None)
+            else:
+                outputs[key] = (None, None)
+        return outputs
+
+
+class JobRunner(ActionRunner):
+    """Both halves in the coordinating process: execute, then place the outputs and make their records."""
+
+    def __init__(self, planner: Planner, root: str, log: Any = print, progress: Any = None, budget: Any = None,
+                 dreamfile: str = "", config: dict[str, Any] | None = None):
+        super().__init__(root, log, progress, budget, dreamfile, config, state=planner.state,
+                         input_hash=planner.content_hash)
+        self.planner = planner
+
+    def run(self, decision: Decision, run_id: int | None) -> list[TargetRecord]:
+        """Run the job of `decision`; returns the records of its outputs."""
+        temps = self.prepare(decision.job)
+        try:
+            output = self.execute(decision.job, decision.fingerprint, temps)
+            return self.place(decision, temps, output, run_id)
+        finally:
+            self.release(temps)
+
+    def place(self, decision: Decision, temps: dict[str, str], output: JobOutput,
+              run_id: int | None) -> list[TargetRecord]:
+        """Put executed outputs in place (early cutoff keeps unchanged files); returns their records."""
+        job = decision.job
+        records = []
+        built_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        with job_failures(job):
+            for key, (_, path) in zip(output_keys(job), job.outputs):
+                rows, data_hash = output.outputs[key]
+                content_hash, size = self._place(path, temps[key], data_hash)
+                records.append(TargetRecord(path, job.rule.name, decision.fingerprint,
+                                            dict(decision.components or {}), content_hash, data_hash, size, rows,
+                                            built_at, output.duration_s, run_id, dict(output.stats)))
+        if output.work_dir:
+            shutil.rmtree(output.work_dir, ignore_errors=True)
         return records
 
     def _place(self, path: str, tmp: str, new_data_hash: str | None) -> tuple[str, int]:

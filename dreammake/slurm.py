@@ -1,0 +1,298 @@
+"""The Slurm executor: `dreammake --executor slurm -j 100` submits each job with sbatch.
+
+Each job becomes `sbatch --wrap "python -m dreammake.worker SPEC.json"` with the rule's
+resources (`gpus`, `cpus`, `mem`, `time`, `partition`, `account`, extra `sbatch_args`) and the
+Dreamfile's `config["slurm_args"]`. The worker loads the Dreamfile, rebuilds that one job (no
+DAG resolution), runs the action into the temp outputs named in the spec and writes a result
+file; it never opens the state database. This process polls `squeue` for all its jobs in one
+call at a steady interval, places finished outputs (early cutoff), records them in the state
+database, and cancels its jobs on Ctrl-C. Files live in `.dreammake/slurm/run-N/`: per job a
+spec and a result (removed once the job succeeded) and the Slurm log, whose path and last lines
+a failure reports. A failed job can be rerun by hand with `python -m dreammake.worker SPEC.json`.
+
+Jobs that need the state database stay in this process: prompt rules (`PromptStep`, which
+read and commit the LLM row cache) and any action with `needs_state = True`. They run on
+threads as with the local executor and count against `-j`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dreammake.console import Console
+from dreammake.errors import DreamError, JobFailed
+from dreammake.executor import LocalExecutor, Outcome, Summary
+from dreammake.fingerprint import digest
+from dreammake.planner import Decision, Planner
+from dreammake.runner import JobOutput, JobRunner
+from dreammake.state import STATE_DIR
+
+POLL_S = 2.0  # one squeue call for all jobs this often: cheap for slurmctld, quick to notice the end of a job
+LOG_TAIL_LINES = 12
+ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+          "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"}
+
+
+def needs_state(action: Any) -> bool:
+    """Whether a rule's action must run in the coordinating process (it uses the state database)."""
+    if getattr(action, "needs_state", False):
+        return True
+    from dreammake.rules.prompts import PromptStep
+
+    return isinstance(action, PromptStep)
+
+
+def sbatch_options(resources: dict[str, Any]) -> list[str]:
+    """sbatch options for a rule's resources.
+
+    `gpus: N` → `--gres=gpu:N`; `cpus: N` (else `processes: N` > 1) → `--cpus-per-task=N`;
+    `mem` (MB as a number, or text like "16G"), `time` (minutes, or "HH:MM:SS"), `partition`,
+    `account` as such; `sbatch_args` (a list, or one string) is appended verbatim.
+    """
+    opts = []
+    gpus = int(resources.get("gpus") or 0)
+    if gpus:
+        opts.append(f"--gres=gpu:{gpus}")
+    cpus = int(resources.get("cpus") or 0) or int(resources.get("processes") or 0)
+    if cpus > 1 or resources.get("cpus"):
+        opts.append(f"--cpus-per-task={cpus}")
+    for name in ("mem", "time", "partition", "account"):
+        value = resources.get(name)
+        if value not in (None, ""):
+            opts.append(f"--{name}={value}")
+    return opts + split_args(resources.get("sbatch_args"))
+
+
+def split_args(value: str | Sequence[str] | None) -> list[str]:
+    """Extra sbatch arguments given as one shell-quoted string or as a list."""
+    if not value:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+class SlurmJobFailed(JobFailed):
+    """A job that failed on Slurm: the message names the job and its log; the log's last lines follow."""
+
+    def __init__(self, message: str, where: str | None, log: str, hint: str | None = None):
+        self.log = log
+        self.tail = log_tail(log)
+        super().__init__(message, where, hint)
+
+    def one_line(self) -> str:
+        text = super().one_line()
+        if self.tail:
+            text += "\n" + "\n".join(f"  | {line}" for line in self.tail)
+        return text
+
+
+@dataclass(eq=False)  # a handle for the scheduler: hashed by identity
+class SlurmJob:
+    """A submitted job and the files it works with."""
+
+    job_id: str
+    decision: Decision
+    temps: dict[str, str]
+    spec: str
+    result: str
+    log: str
+    submitted: float
+    state: str = "PENDING"
+
+
+class SlurmExecutor(LocalExecutor):
+    """Runs jobs as Slurm batch jobs (see the module docstring); same contract as LocalExecutor."""
+
+    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
+                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
+                 *, sbatch_args: str | Sequence[str] | None = None, poll_s: float = POLL_S,
+                 python: str = sys.executable):
+        super().__init__(planner, runner, console, jobs, keep_going, resources, run_id)
+        self.sbatch_args = split_args(sbatch_args)
+        self.poll_s = poll_s
+        self.python = python
+        self.folder = ""
+        self._submitted: dict[str, SlurmJob] = {}  # job id -> job, until it ends
+        self._next_poll = 0.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *args: Any, **kwargs: Any) -> SlurmExecutor:
+        """Built with the Dreamfile's `config["slurm_args"]` (extra sbatch arguments for every job)
+        and `config["slurm_poll_s"]` (seconds between squeue calls, default 2)."""
+        return cls(*args, sbatch_args=config.get("slurm_args"), poll_s=float(config.get("slurm_poll_s", POLL_S)),
+                   **kwargs)
+
+    # -- Scheduler hooks -----------------------------------------------------------------------
+    def _default_limits(self, needed: set[str]) -> dict[str, float]:
+        return {}  # Slurm enforces each job's request; `--resources` still caps what is in flight
+
+    def _open(self) -> None:
+        super()._open()
+        run = f"run-{self.run_id}" if self.run_id is not None else time.strftime("run-%Y%m%d-%H%M%S")
+        self.folder = os.path.join(self.runner.root, STATE_DIR, "slurm", run)
+        os.makedirs(self.folder, exist_ok=True)
+
+    def _start(self, decision: Decision) -> Hashable:
+        if needs_state(decision.job.rule.action):
+            return super()._start(decision)
+        return self._submit(decision)
+
+    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        remote = [h for h in handles if isinstance(h, SlurmJob)]
+        local = [h for h in handles if not isinstance(h, SlurmJob)]
+        if not remote:
+            return super()._wait(local, timeout)
+        done = super()._wait(local, max(0.0, min(timeout, self._next_poll - time.monotonic())))  # sleeps if none
+        if time.monotonic() >= self._next_poll:
+            done += [(job, self._ingest(job)) for job in self._poll(remote)]
+            self._next_poll = time.monotonic() + self.poll_s
+        return done
+
+    def _interrupt(self, summary: Summary) -> None:
+        """Cancel every submitted job, then keep the outputs of those that had already finished."""
+        for job in self._cancel_all():
+            if _read_result(job.result).get("ok"):
+                outcome = self._ingest(job)
+                if not isinstance(outcome, DreamError):
+                    self._finished(job.decision, outcome, job.submitted, summary)
+        super()._interrupt(summary)
+
+    def _close(self, interrupted: bool) -> None:
+        self._cancel_all()  # only left after an unexpected error: leave nothing running on the cluster
+        super()._close(interrupted)
+
+    def _cancel_all(self) -> list[SlurmJob]:
+        jobs = list(self._submitted.values())
+        self._submitted.clear()
+        if jobs:
+            self.console.line("warn", f"cancelling {len(jobs)} Slurm job(s)…")
+            subprocess.run(["scancel", *[j.job_id for j in jobs]], capture_output=True, check=False)
+        return jobs
+
+    # -- submitting ----------------------------------------------------------------------------
+    def _submit(self, decision: Decision) -> SlurmJob:
+        job = decision.job
+        name = f"{job.rule.name}-{digest(job.name)[:12]}"
+        spec_path = os.path.join(self.folder, f"{name}.spec.json")
+        result = os.path.join(self.folder, f"{name}.result.json")
+        log = os.path.join(self.folder, f"{name}.log")
+        for stale in (result, log):
+            if os.path.exists(stale):
+                os.remove(stale)
+        temps = self.runner.prepare(job)
+        write_json(spec_path, job_spec(self.runner, decision, temps, result))
+        command = ["sbatch", "--parsable", f"--job-name=dm-{job.rule.name}", f"--output={log}",
+                   f"--chdir={self.runner.root}", *sbatch_options(job.rule.resources), *self.sbatch_args,
+                   "--wrap", shlex.join([self.python, "-m", "dreammake.worker", spec_path])]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            self.runner.release(temps)
+            raise DreamError(f"rule {job.rule.name!r}: sbatch failed: {proc.stderr.strip() or proc.stdout.strip()}",
+                             job.rule.where, hint="check the rule's resources and config['slurm_args']")
+        job_id = proc.stdout.strip().split(";")[0]
+        self.console.line("info", f"submitted {job.name} as Slurm job {job_id}")
+        slurm_job = SlurmJob(job_id, decision, temps, spec_path, result, log, time.monotonic())
+        self._submitted[job_id] = slurm_job
+        return slurm_job
+
+    # -- learning that jobs ended ----------------------------------------------------------------
+    def _poll(self, jobs: list[SlurmJob]) -> list[SlurmJob]:
+        """One squeue call for all jobs; returns those that ended (updating `state`)."""
+        states = squeue_states([j.job_id for j in jobs])
+        if states is None:
+            self.console.line("warn", f"squeue failed; asking again in {self.poll_s:g}s")
+            return []
+        ended = []
+        for job in jobs:
+            state = states.get(job.job_id)
+            if state is None:  # no longer known to slurmctld (purged after MinJobAge)
+                state = "COMPLETED" if _read_result(job.result).get("ok") else "UNKNOWN"
+            if state == "RUNNING" and job.state == "PENDING":
+                self.console.line("info", f"{job.decision.job.name} started (Slurm job {job.job_id})")
+            job.state = state
+            if state not in ACTIVE:
+                ended.append(job)
+        return ended
+
+    def _ingest(self, job: SlurmJob) -> Outcome:
+        """Read an ended job's result: place its outputs and return their records, or the failure."""
+        self._submitted.pop(job.job_id, None)
+        rule = job.decision.job.rule
+        result = _read_result(job.result)
+        try:
+            if result.get("ok"):
+                records = self.runner.place(job.decision, job.temps, JobOutput.from_json(result), self.run_id)
+                for path in (job.spec, job.result):  # the log stays; a failed job keeps all three
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+                return records
+            slurm = f"Slurm job {job.job_id}, log: {os.path.relpath(job.log)}"
+            if "error" in result:
+                message = f"{result['error']} ({slurm})"
+            else:
+                message = f"rule {rule.name!r}: Slurm job {job.job_id} ended {job.state} without a result ({slurm})"
+            return SlurmJobFailed(message, result.get("where") or rule.where, job.log, result.get("hint"))
+        except DreamError as exc:
+            return exc
+        finally:
+            self.runner.release(job.temps)
+
+
+def job_spec(runner: JobRunner, decision: Decision, temps: dict[str, str], result: str) -> dict[str, Any]:
+    """What `dreammake.worker` needs to rebuild and run one job (JSON-ready)."""
+    job = decision.job
+    return {
+        "root": runner.root, "dreamfile": runner.dreamfile, "config": runner.config,
+        "rule": job.rule.name, "wildcards": job.wildcards, "outputs": job.output_paths,
+        "fingerprint": decision.fingerprint, "components": decision.components, "temps": temps,
+        "input_hashes": {p: runner.planner.content_hash(p) for p in job.input_paths}, "result": result,
+    }
+
+
+def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
+    """Job id → state for the jobs slurmctld still knows (one squeue call); None when squeue failed."""
+    proc = subprocess.run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}",
+                           "--format=%i|%T"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {} if "Invalid job id" in proc.stderr else None  # {}: every one of them was purged
+    states = {}
+    for line in proc.stdout.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        states[job_id] = state.split()[0] if state else "UNKNOWN"
+    return states
+
+
+def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a log file (empty when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write JSON atomically (a reader sees the whole file or none)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, default=str)
+    os.replace(tmp, path)
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
