@@ -38,7 +38,7 @@ def test_demo_runs_and_reruns_only_what_a_prompt_edit_touches(tmp_path, smol_che
     assert "everything is up to date" in again.stderr + again.stdout
 
     text = (tmp_path / "Dreamfile.example").read_text()
-    (tmp_path / "Dreamfile.example").write_text(text.replace("write a tweet to summarize", "write a short tweet about"))
+    (tmp_path / "Dreamfile.example").write_text(text.replace("a one-sentence tweet", "a short tweet"))
     plan = dreammake(tmp_path, "-n", "all", *SMALL).stdout
     jobs = {line.split("\t")[0]: line.split("\t")[2] for line in plan.splitlines() if line.count("\t") == 2}
     assert "abstracts" not in jobs

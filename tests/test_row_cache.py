@@ -136,3 +136,40 @@ def test_cache_commands(project, tmp_path_factory):
     project.run("-F")
     assert len(calls(project.root)) == 100
     assert "0 cached row(s) deleted" in project.run("cache", "prune", "--older-than", "1")
+
+
+def test_a_retrained_checkpoint_never_reuses_old_rows(project):
+    """`llm(target(...))`: the row-cache key includes the checkpoint's content, not just its path."""
+    project.dreamfile(HEADER + """
+def make_model(output):
+    import os
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, "weights.bin"), "w") as f:
+        f.write(str(config.get("version", 1)))
+
+rule("model", output="models/m/", run=make_model)
+tuned = llm(target("models/m/"))
+rule("q", output="t/q.parquet", run=lambda: {"q": ["a", "b"]})
+rule("a", input="t/q.parquet", output="t/a.parquet", run=rules.prompt(llm=tuned, input_column="q"))
+""")
+    from dreammake.llm.handle import LLM
+
+    seen = []
+    original = LLM.backend
+
+    def fake_backend(self):
+        from fakes import EchoBackend
+
+        backend = EchoBackend(reply=lambda t: t + open("models/m/weights.bin").read())
+        seen.append(self.target)
+        return backend
+
+    LLM.backend = fake_backend
+    try:
+        project.run()
+        assert [r["output"] for r in project.read("t/a.parquet")] == ["a1", "b1"]
+        project.run("--config", "version=2")
+        assert [r["output"] for r in project.read("t/a.parquet")] == ["a2", "b2"]
+    finally:
+        LLM.backend = original
+    assert seen and seen[0] == "models/m"

@@ -52,7 +52,7 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
     if ctx.state is None:
         raise DreamError(f"rule {ctx.job.rule.name!r}: prompt rules need the project state")
     samples = samples if samples is not None else [0] * len(turns)
-    model_hash = model.identity_hash()
+    model_hash = model.cache_identity_hash()
     key = KeyMaker(model_hash, params, system).key
     keys = [key(t, s, i) for t, s, i in zip(turns, seeds, samples)]
     cache = RowCache(ctx.state.db)

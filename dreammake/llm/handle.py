@@ -78,6 +78,15 @@ class LLM:
         """Hash of `identity()`, the model part of fingerprints and cache keys."""
         return hash_data(self.identity())
 
+    def cache_identity_hash(self) -> str:
+        """The model part of row-cache keys. For a checkpoint built by this Dreamfile it adds the weights'
+        content (known once the folder exists), so a retrained model never reuses the old model's rows."""
+        if self.target is None:
+            return self.identity_hash()
+        from dreammake.llm.models import weights_hash
+
+        return hash_data({**self.identity(), "weights": weights_hash(self.target)})
+
     def __dreammake_identity__(self) -> dict[str, Any]:
         return self.identity()
 

@@ -8,6 +8,7 @@ so a sampled request's output does not depend on which other requests share its 
 """
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -39,6 +40,20 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+def chat_template_text(folder: Path) -> str | None:
+    """The chat template of a checkpoint folder (chat_template.jinja, else tokenizer_config.json)."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        tmpl = json.loads(config.read_text()).get("chat_template")
+        if isinstance(tmpl, list):  # named templates
+            return "\n".join(f"{t.get('name')}:{t.get('template')}" for t in tmpl)
+        return tmpl
+    return None
+
+
 class TransformersBackend:
     """Batched local generation with a transformers causal LM (lazy load on first use)."""
 
@@ -63,9 +78,9 @@ class TransformersBackend:
     def device(self) -> str:
         if self._want_device and self._want_device != "auto":
             return self._want_device
-        import torch
+        from dreammake.executor import detect_gpus  # no torch import (it costs seconds at plan time)
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if detect_gpus() > 0 else "cpu"
 
     @property
     def dtype_name(self) -> str:
@@ -127,9 +142,7 @@ class TransformersBackend:
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
             src = resolve(self.model_spec)
-            tmpl = self._tokenizer().chat_template
-            if isinstance(tmpl, dict):
-                tmpl = "\n".join(f"{k}:{v}" for k, v in sorted(tmpl.items()))
+            tmpl = chat_template_text(self._checkpoint())  # read from files: no transformers import at plan time
             self._identity = {
                 "backend": "transformers",
                 "model": spec_display_name(self.model_spec),
