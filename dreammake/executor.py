@@ -9,6 +9,7 @@ are enough to keep `-j N` busy. `dreammake.slurm.SlurmExecutor` reuses the same 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Hashable
@@ -39,8 +40,9 @@ class Summary:
 Outcome = list[TargetRecord] | DreamError  # how a job ended: its records, or its error
 
 
+@functools.lru_cache(maxsize=1)
 def detect_gpus() -> int:
-    """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
+    """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch; asked once."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
