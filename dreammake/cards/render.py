@@ -136,7 +136,7 @@ def write_built_cards(graph: Graph, state: State, job_names: Iterable[str], temp
     and checkpoint folders get one; `dreammake card` renders any other target on demand."""
     wanted = set(job_names)
     if finals_only:
-        read = {p for j in graph.jobs for p in j.input_paths}
+        read = {p for j in graph.jobs if not j.rule.is_phony for p in j.input_paths}  # `all` reads nothing
         wanted = {j.name for j in graph.jobs if j.name in wanted
                   and (j.rule.folders or not any(p in read for p in j.output_paths))}
     jobs = [j for j in graph.jobs if j.name in wanted and not j.rule.is_phony]
