@@ -73,8 +73,8 @@ class DreamGroup(click.Group):
                     i += 1
                 i += 1
                 continue
-            if token in self.commands:
-                return super().parse_args(ctx, args)
+            if token in self.commands:  # `dreammake -f F report ...`: the options belong to the command
+                return super().parse_args(ctx, [token, *args[:i], *args[i + 1 :]])
             break
         return super().parse_args(ctx, ["build", *args])
 

@@ -234,3 +234,10 @@ def test_keep_going_and_failure_exit_code(project):
     assert (project.root / "t/good.parquet").exists()
     assert not (project.root / "t/after.parquet").exists()
     assert "1 not run because of failures" in out
+
+
+def test_options_before_a_command_name(project):
+    make_chain(project)
+    project.run()
+    assert "up-to-date" in project.run("-f", "Dreamfile", "status")
+    assert "data/raw.csv" in project.run("--config", "suffix=!", "graph", "--format", "mermaid")
