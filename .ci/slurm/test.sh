@@ -13,6 +13,7 @@ trap '"$HERE/stop.sh"' EXIT
 "$HERE/start.sh"
 cd "$HERE/../.."
 status=0
-"$PYTHON" -m pytest -q -p no:cacheprovider -m slurm tests/test_slurm.py "$@" || status=$?
+# -P: the checkout must not shadow the installed package (rules/ installs as dreammake.rules)
+"$PYTHON" -P -m pytest -q -p no:cacheprovider -m slurm tests/test_slurm.py "$@" || status=$?
 echo "slurm tests: exit $status after $(( $(date +%s) - start ))s"
 exit $status
