@@ -59,6 +59,14 @@ class Hasher:
             h.update(f"{rel}\0{self.file_hash(full)}\n".encode())
         return h.hexdigest()
 
+    def moved(self, old_root: str, new_root: str) -> None:
+        """A folder was renamed: its files keep size, mtime and inode, so their cached hashes carry over
+        (a checkpoint is not read again after it is put in place)."""
+        for rel, full in _walk(new_root):
+            cached = self.cache.get(os.path.join(old_root, rel))
+            if cached is not None:
+                self.state.remember_file(full, cached[0], cached[1])
+
     def content_hash(self, path: str) -> str | None:
         """Hash of a file or folder target; None when missing."""
         try:

@@ -276,7 +276,7 @@ class JobRunner(ActionRunner):
                 os.rename(path, old)
             os.rename(tmp, path)
             _remove(old)
-            new_hash = planner.hasher.folder_hash(path)
+            planner.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds
         else:
             os.replace(tmp, path)
             planner.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
