@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import struct
 import subprocess
@@ -22,7 +21,6 @@ import textwrap
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 WIDTH, HEIGHT = 1400, 1800
@@ -87,16 +85,6 @@ rule("tweet_model", input={"train": "targets/train.parquet", "validation": "targ
 '''
 
 
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def build_report(root: Path) -> Path:
     """Build the workflow, add topics and build again (old rows come from the row cache), write cards and
     the report."""
@@ -108,7 +96,7 @@ def build_report(root: Path) -> Path:
     (root / "data").mkdir(parents=True)
     (root / "Dreamfile").write_text(textwrap.dedent(DREAMFILE))
     console = Console(quiet=True)
-    with inside(root):
+    with contextlib.chdir(root):
         for topics in (300, 400):
             (root / "data/topics.txt").write_text(" ".join(f"topic{i}" for i in range(topics)))
             with Project(Options(), console) as project:
