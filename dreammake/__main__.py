@@ -1,3 +1,3 @@
-from dreammake.cli import main
+from dreammake.cli import run
 
-main()
+run()

@@ -10,9 +10,10 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from dreammake.fingerprint import code_hash, hash_data
+from dreammake.fingerprint import code_hash, digest, hash_data
 
 if TYPE_CHECKING:
     from dreammake.graph import Job
@@ -99,6 +100,20 @@ class Identity:
     code: str
     params: str
     model: str
+
+    @cached_property
+    def _prefix(self) -> str:
+        return f"kind={self.kind}|code={self.code}|params={self.params}|model={self.model}|inputs="
+
+    def fingerprint(self, inputs_hash: str) -> str:
+        """The job fingerprint: one hash over the four identity components and `inputs_hash` (the hash over
+        the inputs' content hashes)."""
+        return digest(self._prefix + inputs_hash)
+
+    def components(self, inputs_hash: str) -> dict[str, str]:
+        """All five fingerprint components, as stored in the state."""
+        return {"kind": self.kind, "code": self.code, "params": self.params, "model": self.model,
+                "inputs": inputs_hash}
 
 
 _FUNCTION_KIND = hash_data("function@1")

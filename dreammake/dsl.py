@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from dreammake.errors import DreamError
@@ -33,6 +34,9 @@ def target(path: str) -> TargetRef:
     return TargetRef(path)
 
 
+CallSite = tuple[CodeType, int]  # (code object, bytecode offset) of a `rule(...)` call
+
+
 class Rule:
     """One rule of a Dreamfile: what it reads, what it writes, and how.
 
@@ -45,7 +49,8 @@ class Rule:
 
     def __init__(self, name: str, inputs: tuple[tuple[str | None, str], ...], input_shape: str,
                  outputs: tuple[tuple[str | None, str], ...], output_shape: str, params: dict[str, Any],
-                 action: Any, resources: dict[str, Any], where: tuple[str, int], folders: frozenset[int]):
+                 action: Any, resources: dict[str, Any], where: CallSite, folders: frozenset[int],
+                 wildcard_outputs: bool):
         self.name = name
         self.inputs = inputs
         self.input_shape = input_shape  # "none" | "single" | "list" | "dict"
@@ -56,13 +61,12 @@ class Rule:
         self.resources = resources
         self._where = where
         self.folders = folders
-        self.wildcard_outputs = any("{" in p for _, p in outputs)
+        self.wildcard_outputs = wildcard_outputs
 
     @property
     def where(self) -> str:
         """`Dreamfile:12`: where the rule was declared."""
-        filename, line = self._where
-        return f"{_relative(filename)}:{line}"
+        return _at(self._where)
 
     @property
     def is_phony(self) -> bool:
@@ -75,18 +79,23 @@ def _relative(filename: str) -> str:
     return os.path.relpath(filename) if os.path.isabs(filename) else filename
 
 
-_NONE: tuple[tuple[tuple[str | None, str], ...], str, frozenset[int]] = ((), "none", frozenset())
+Shape = tuple[tuple[tuple[str | None, str], ...], str, frozenset[int], bool]
+_NONE: Shape = ((), "none", frozenset(), False)
+_NO_FOLDERS: frozenset[int] = frozenset()
+_FIRST_IS_FOLDER = frozenset((0,))
 
 
-def _shape(value: Any, what: str, rule: str) -> tuple[tuple[tuple[str | None, str], ...], str, frozenset[int]]:
-    """Normalise `input=`/`output=` (a path, a list or a dict) to ((name, path), ...), its shape, folder indexes."""
+def _shape(value: Any, what: str, rule: str) -> Shape:
+    """Normalise `input=`/`output=` (a path, a list or a dict) to ((name, path), ...), its shape, the indexes
+    of folder paths, and whether any path has wildcards."""
     if value is None:
         return _NONE
     if type(value) is str:
-        return ((None, normalize(value)),), "single", (frozenset((0,)) if value.endswith("/") else frozenset())
+        return ((None, normalize(value)),), "single", _FIRST_IS_FOLDER if value.endswith("/") else _NO_FOLDERS, \
+            "{" in value
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-        return ((None, normalize(value)),), "single", frozenset()
+        return ((None, normalize(value)),), "single", _NO_FOLDERS, "{" in value
     if isinstance(value, Mapping):
         pairs = [(str(k), v) for k, v in value.items()]
         shape = "dict"
@@ -97,14 +106,16 @@ def _shape(value: Any, what: str, rule: str) -> tuple[tuple[tuple[str | None, st
         raise TypeError(f"rule {rule!r}: {what}= must be a path, a list or a dict, got {type(value).__name__}")
     items = []
     folders = set()
+    wildcards = False
     for i, (key, path) in enumerate(pairs):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"rule {rule!r}: {what} entries must be paths, got {type(path).__name__}")
         path = os.fspath(path)
         if is_folder(path):
             folders.add(i)
+        wildcards = wildcards or "{" in path
         items.append((key, normalize(path)))
-    return tuple(items), shape, frozenset(folders)
+    return tuple(items), shape, frozenset(folders), wildcards
 
 
 class Config(dict):
@@ -148,32 +159,34 @@ class Workflow:
     ) -> Rule:
         """Declare a rule: `rule("tweets", input=..., output=..., params=..., run=..., resources=...)`."""
         frame = sys._getframe(1)
-        where = (frame.f_code.co_filename, frame.f_lineno)
+        where = (frame.f_code, frame.f_lasti)  # the line number is worked out only when needed
         if not isinstance(name, str) or not name.isidentifier():
             raise DreamError(f"rule name must be an identifier-like string, got {name!r}", _at(where))
         if name in self.by_name:
             raise DreamError(f"rule {name!r} is defined twice (first at {self.by_name[name].where})", _at(where))
         try:
-            inputs, input_shape, _ = _shape(input, "input", name)
-            outputs, output_shape, folders = _shape(output, "output", name)
+            inputs, input_shape, _, input_wildcards = _shape(input, "input", name)
+            outputs, output_shape, folders, output_wildcards = _shape(output, "output", name)
         except TypeError as exc:
             raise DreamError(str(exc), _at(where)) from None
+        is_action = False
         if run is not None:
             if not outputs:
                 raise DreamError(f"rule {name!r} has a run= action but no output=", _at(where))
-            if not callable(run) and not hasattr(run, "execute"):
+            is_action = hasattr(run, "execute")  # a rules.* action rather than a user function
+            if not is_action and not callable(run):
                 raise DreamError(f"rule {name!r}: run= must be a function or a rules.* action", _at(where))
         elif outputs:
             raise DreamError(f"rule {name!r} declares outputs but no run= action", _at(where))
-        r = Rule(name, inputs, input_shape, outputs, output_shape, dict(params) if params else {}, run,
-                 dict(resources) if resources else {}, where, folders)
-        if not r.wildcard_outputs and any("{" in p for _, p in inputs):
+        if input_wildcards and not output_wildcards:
             raise DreamError(f"rule {name!r}: inputs use wildcards that no output defines", _at(where))
-        if hasattr(run, "bind"):
+        r = Rule(name, inputs, input_shape, outputs, output_shape, dict(params) if params else {}, run,
+                 dict(resources) if resources else {}, where, folders, output_wildcards)
+        if is_action:
             run.bind(r)
-        extra = run.extra_inputs() if hasattr(run, "extra_inputs") else []
-        if extra:
-            r.inputs = r.inputs + tuple((f"__extra{i}__", normalize(p)) for i, p in enumerate(extra))
+            extra = run.extra_inputs()
+            if extra:
+                r.inputs = r.inputs + tuple((f"__extra{i}__", normalize(p)) for i, p in enumerate(extra))
         self.rules.append(r)
         self.by_name[name] = r
         return r
@@ -237,8 +250,11 @@ class Workflow:
         return where
 
 
-def _at(where: tuple[str, int]) -> str:
-    return f"{_relative(where[0])}:{where[1]}"
+def _at(where: CallSite) -> str:
+    """`file:line` of a call site."""
+    code, offset = where
+    line = next((line for start, end, line in code.co_lines() if start <= offset < end), code.co_firstlineno)
+    return f"{_relative(code.co_filename)}:{line}"
 
 
 def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = None) -> Workflow:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
@@ -180,8 +180,3 @@ def _package_version(module: str) -> str:
     except metadata.PackageNotFoundError:
         return "unknown"
 
-
-def combine(components: Mapping[str, str]) -> str:
-    """The job fingerprint from its component hashes."""
-    c = components
-    return digest(f"kind={c['kind']}|code={c['code']}|params={c['params']}|model={c['model']}|inputs={c['inputs']}")

@@ -8,7 +8,6 @@ lists in topological order (fast enough for 30,000 jobs in well under a second);
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dreammake.dsl import Rule, Workflow
@@ -19,16 +18,22 @@ if TYPE_CHECKING:
     import networkx
 
 
-@dataclass(eq=False)
 class Job:
-    """One rule with concrete inputs and outputs."""
+    """One rule with concrete inputs and outputs; `deps` are the jobs that make its inputs."""
 
-    rule: Rule
-    wildcards: dict[str, str]
-    inputs: tuple[tuple[str | None, str], ...]
-    outputs: tuple[tuple[str | None, str], ...]
-    deps: list[Job] = field(default_factory=list)
-    index: int = -1
+    __slots__ = ("rule", "wildcards", "inputs", "outputs", "deps", "index")
+
+    def __init__(self, rule: Rule, wildcards: dict[str, str], inputs: tuple[tuple[str | None, str], ...],
+                 outputs: tuple[tuple[str | None, str], ...]):
+        self.rule = rule
+        self.wildcards = wildcards
+        self.inputs = inputs
+        self.outputs = outputs
+        self.deps: list[Job] = []
+        self.index = -1
+
+    def __repr__(self) -> str:
+        return f"Job({self.name})"
 
     @property
     def name(self) -> str:
@@ -158,45 +163,46 @@ class Resolver:
         raise DreamError(f"no rule makes {name}", hint="check the path, or run `dreammake status` to list targets")
 
     def resolve(self, names: list[str]) -> Graph:
-        """Build the DAG for the requested targets; errors on cycles."""
+        """Build the DAG for the requested targets (an iterative depth-first walk); errors on cycles."""
         requested = [self.request(n) for n in names]
         order: list[Job] = []
         sources: dict[str, Job] = {}
         producer: dict[str, Job] = {}
         done: set[int] = set()
-        on_path: dict[int, int] = {}
-        dep_ids: dict[int, set[int]] = {}
+        exact = self.exact
+        plain_jobs = self.jobs  # rules without wildcards have one job, keyed by rule name
         for root in requested:
             if id(root) in done:
                 continue
             path_jobs = [root]
-            stack = [(root, iter(root.inputs))]
-            on_path[id(root)] = 0
+            on_path = {id(root): 0}
+            stack = [(root, iter(root.inputs), set())]
             while stack:
-                job, pending = stack[-1]
-                advanced = False
+                job, pending, known = stack[-1]
                 for _, path in pending:
-                    found = self.producer_of(path)
-                    if found is None:
-                        sources.setdefault(path, job)
-                        continue
-                    dep = self.job_for(*found)
-                    if dep is job or id(dep) in on_path:
-                        start = on_path.get(id(dep), len(path_jobs) - 1)
-                        cycle = [j.name for j in path_jobs[start:]] + [dep.name]
-                        raise DreamError("cycle: " + " -> ".join(cycle), job.rule.where)
-                    known = dep_ids.setdefault(id(job), set())
-                    if id(dep) not in known:
-                        known.add(id(dep))
+                    rule = exact.get(path)
+                    if rule is not None:
+                        dep = plain_jobs.get(rule.name) or self.job_for(rule, {})
+                    else:
+                        found = self.producer_of(path) if self.patterns else None
+                        if found is None:
+                            sources.setdefault(path, job)
+                            continue
+                        dep = self.job_for(*found)
+                    dep_id = id(dep)
+                    if dep_id not in known:
+                        known.add(dep_id)
                         job.deps.append(dep)
-                    if id(dep) in done:
+                    if dep_id in done:
                         continue
-                    on_path[id(dep)] = len(path_jobs)
+                    if dep_id in on_path:
+                        cycle = [j.name for j in path_jobs[on_path[dep_id]:]] + [dep.name]
+                        raise DreamError("cycle: " + " -> ".join(cycle), job.rule.where)
+                    on_path[dep_id] = len(path_jobs)
                     path_jobs.append(dep)
-                    stack.append((dep, iter(dep.inputs)))
-                    advanced = True
+                    stack.append((dep, iter(dep.inputs), set()))
                     break
-                if not advanced:
+                else:
                     stack.pop()
                     path_jobs.pop()
                     del on_path[id(job)]
@@ -212,14 +218,21 @@ def default_targets(workflow: Workflow) -> list[str]:
     """`all` when the Dreamfile has it, else every output no rule reads (the final targets)."""
     if "all" in workflow.by_name:
         return ["all"]
-    consumed = {p for r in workflow.rules for _, p in r.inputs}
+    consumed = set()
+    for rule in workflow.rules:
+        consumed.update(p for _, p in rule.inputs)
     finals = []
     for rule in workflow.rules:
         if rule.wildcard_outputs:
             continue
-        outs = [p for _, p in rule.outputs]
-        if rule.is_phony or not any(o in consumed for o in outs):
-            finals.append(outs[0] if outs else rule.name)
+        if not rule.outputs:
+            finals.append(rule.name)
+            continue
+        for _, path in rule.outputs:
+            if path in consumed:
+                break
+        else:
+            finals.append(rule.outputs[0][1])
     if not finals:
         raise DreamError("the Dreamfile defines no rules", hint="add rule(...) calls, or a rule('all', input=[...])")
     return finals

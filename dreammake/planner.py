@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from dreammake.actions import Identity, identify
 from dreammake.errors import DreamError
 from dreammake.filehash import Hasher
-from dreammake.fingerprint import COMPONENTS, combine, digest
+from dreammake.fingerprint import COMPONENTS, digest
 from dreammake.graph import Graph, Job
 from dreammake.state import State
 
 REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """Whether a job runs, the reason code (one of REASON_ORDER) and a readable detail."""
 
@@ -29,7 +29,13 @@ class Decision:
     reason: str | None
     detail: str = ""
     fingerprint: str = ""
-    components: dict[str, str] | None = None
+    identity: Identity | None = None
+    inputs_hash: str = ""
+
+    @property
+    def components(self) -> dict[str, str] | None:
+        """The five fingerprint components (None for a job without outputs)."""
+        return self.identity.components(self.inputs_hash) if self.identity is not None else None
 
     @property
     def stale(self) -> bool:
@@ -48,18 +54,14 @@ class Planner:
         self.force_all = force_all
         self._identity: dict[int, Identity] = {}
         self._hashes: dict[str, str | None] = {}
-        self.changed_files: set[str] = set()
+        self.changed_files = self.hasher.changed  # paths whose content changed since it was last hashed
 
     # -- content hashes ----------------------------------------------------------------------
     def content_hash(self, path: str, fresh: bool = False) -> str | None:
         """Content hash of a file or folder (memoised for the run unless `fresh`)."""
         if not fresh and path in self._hashes:
             return self._hashes[path]
-        before = self.hasher.cache.get(path)
-        value = self.hasher.content_hash(path)
-        if before is not None and value is not None and before[1] != value:
-            self.changed_files.add(path)
-        self._hashes[path] = value
+        value = self._hashes[path] = self.hasher.content_hash(path)
         return value
 
     def set_hash(self, path: str, value: str | None) -> None:
@@ -77,14 +79,12 @@ class Planner:
             self._identity[id(job)] = ident
         return ident
 
-    def components(self, job: Job, input_hashes: list[str | None]) -> dict[str, str]:
-        ident = self.identity(job)
+    @staticmethod
+    def inputs_hash(job: Job, input_hashes: list[str | None]) -> str:
+        """The `inputs` fingerprint component: one hash over the inputs' content hashes, in order."""
         if job.rule.input_shape == "dict":
-            inputs = digest("\n".join(f"{n}={h}" for (n, _), h in zip(job.inputs, input_hashes)))
-        else:
-            inputs = digest("\n".join(map(str, input_hashes)))
-        return {"kind": ident.kind, "code": ident.code, "params": ident.params, "model": ident.model,
-                "inputs": inputs}
+            return digest("\n".join(f"{n}={h}" for (n, _), h in zip(job.inputs, input_hashes)))
+        return digest("\n".join(map(str, input_hashes)))
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(self, job: Job, will_run: set[int] | None = None) -> Decision:
@@ -93,13 +93,14 @@ class Planner:
         rebuilt_input = None
         producers = self.graph.producer
         hashes = self._hashes
+        hash_of = self.hasher.content_hash
         for _, path in job.inputs:
             producer = producers.get(path)
-            if will_run is not None and producer is not None and id(producer) in will_run:
+            if producer is not None and will_run and id(producer) in will_run:
                 rebuilt_input = rebuilt_input or path
                 input_hashes.append(None)
                 continue
-            value = hashes[path] if path in hashes else self.content_hash(path)
+            value = hashes[path] if path in hashes else hashes.setdefault(path, hash_of(path))
             if value is None:
                 if producer is None:
                     raise DreamError(f"rule {job.rule.name!r} needs {path}, which does not exist and no rule makes"
@@ -108,15 +109,15 @@ class Planner:
             input_hashes.append(value)
         if not job.outputs:
             return Decision(job, None)
-        comps = self.components(job, input_hashes)
-        fingerprint = combine(comps)
-        decision = Decision(job, None, fingerprint=fingerprint, components=comps)
+        ident = self._identity.get(id(job)) or self.identity(job)
+        inputs = self.inputs_hash(job, input_hashes)
+        decision = Decision(job, None, fingerprint=ident.fingerprint(inputs), identity=ident, inputs_hash=inputs)
 
         if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
             return self._stale(decision, "forced", "forced")
         records = []
         for _, path in job.outputs:
-            current = hashes[path] if path in hashes else self.content_hash(path)
+            current = hashes[path] if path in hashes else hashes.setdefault(path, hash_of(path))
             if current is None:
                 return self._stale(decision, "missing", f"{path} is missing")
             record = self.records.get(path)
@@ -129,7 +130,7 @@ class Planner:
             if current != record[1]:
                 return self._stale(decision, "modified", f"{path} was changed by hand")
         for path, record, _ in records:
-            if record[0] != fingerprint:
+            if record[0] != decision.fingerprint:
                 return self._changed_components(decision, job, self.state.components(path))
         return decision
 

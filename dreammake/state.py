@@ -4,13 +4,15 @@ Tables: `targets` (one row per built output: fingerprint and its components, con
 hash, size, rows, timings), `files` (the stat-signature → content-hash cache), `runs`.
 Only the coordinating `dreammake` process opens the database; a second process waits
 on `.dreammake/lock` (or exits 2 with `--no-wait`). DuckDB's write-ahead log keeps the
-file consistent when a run is killed.
+file consistent when a run is killed. A snapshot of the two tables a no-op check reads
+(`.dreammake/snapshot.marshal`) spares such checks the database start-up.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import marshal
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -41,6 +43,15 @@ TARGET_COLUMNS = (
     "path", "rule", "fingerprint", "kind_hash", "code_hash", "params_hash", "model_hash", "inputs_hash",
     "content_hash", "data_hash", "size", "rows", "built_at", "duration_s", "run_id", "stats",
 )
+
+
+Signature = tuple[int, int, int]  # a file's (size, mtime_ns, inode); stored as "size:mtime_ns:inode"
+FileHashes = dict[str, tuple[Signature, str]]  # path -> (signature when hashed, content hash)
+
+
+def _parse_signature(text: str) -> Signature:
+    size, mtime_ns, inode = text.split(":")
+    return int(size), int(mtime_ns), int(inode)
 
 
 @dataclass(frozen=True)
@@ -94,45 +105,129 @@ class ProjectLock:
             self._fd = None
 
 
+class Snapshot:
+    """A marshal copy of the `files` and `targets` tables, for start-up without DuckDB.
+
+    Written when a process that opened the database closes it, and deleted the moment a
+    process opens the database, so it exists only while it equals the tables. It also
+    records the database file's stat signature and is ignored when that differs or a
+    write-ahead log is present (someone else touched the database).
+    """
+
+    FORMAT = 2
+
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "snapshot.marshal"
+        self.db_path = state_dir / "state.duckdb"
+
+    def _db_signature(self) -> tuple[int, int, int] | None:
+        if os.path.exists(str(self.db_path) + ".wal"):
+            return None
+        try:
+            st = os.stat(self.db_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def read(self) -> tuple[FileHashes, dict[str, tuple[str, str, str | None]]] | None:
+        """(files, targets) when the snapshot is current, else None."""
+        try:
+            with open(self.path, "rb") as f:
+                data = marshal.loads(f.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        signature = self._db_signature()
+        if not (isinstance(data, tuple) and len(data) == 4 and data[0] == (self.FORMAT, SCHEMA_VERSION)
+                and signature is not None and data[1] == signature):
+            return None
+        return data[2], data[3]
+
+    def write(self, files: FileHashes, targets: dict[str, tuple[str, str, str | None]]) -> None:
+        """Save the tables' rows (call after the database is closed)."""
+        signature = self._db_signature()
+        if signature is None:
+            return
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(marshal.dumps(((self.FORMAT, SCHEMA_VERSION), signature, files, targets)))
+        os.replace(tmp, self.path)
+
+    def discard(self) -> None:
+        """Delete the snapshot (the database is about to be opened, and may change)."""
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
 class State:
-    """Reads and writes the project's DuckDB state. One instance per coordinating process."""
+    """Reads and writes the project's DuckDB state. One instance per coordinating process.
+
+    The database opens on first use. What a no-op check needs (the hash cache and the
+    target records) comes from a snapshot of those two tables when it is current (see
+    `Snapshot`), so `dreammake -n` on an up-to-date project never starts DuckDB.
+    """
 
     def __init__(self, root: Path, wait: bool = True, on_wait: Any = None):
         self.root = root
         self.dir = root / STATE_DIR
         self.lock = ProjectLock(self.dir)
         self.lock.acquire(wait, on_wait)
+        self.snapshot = Snapshot(self.dir)
+        self._db: Any = None
+        self._connect_lock = threading.Lock()
+        self._files: FileHashes | None = None
+        self._targets: dict[str, tuple[str, str, str | None]] | None = None
+        self._components: dict[str, dict[str, str]] | None = None
+        self._dirty_files: FileHashes = {}
+        self._files_lock = threading.Lock()
+        self._snapshot_data = self.snapshot.read()
+
+    @property
+    def db(self) -> Any:
+        """The DuckDB connection, opened (and the schema ensured) on first use."""
+        if self._db is None:
+            with self._connect_lock:
+                if self._db is None:
+                    self._db = self._connect()
+        return self._db
+
+    def _connect(self) -> Any:
         import duckdb
 
+        self.snapshot.discard()  # from here on the database may change under the snapshot
         try:
-            self.db = duckdb.connect(str(self.dir / "state.duckdb"))
+            db = duckdb.connect(str(self.dir / "state.duckdb"))
+            db.execute(_SCHEMA)
         except duckdb.Error as exc:
             self.lock.release()
             raise DreamError(f"cannot open {self.dir / 'state.duckdb'}: {exc}") from None
-        self.db.execute(_SCHEMA)
-        self._files: dict[str, tuple[str, str]] | None = None
-        self._targets: dict[str, tuple[str, str, str | None]] | None = None
-        self._components: dict[str, dict[str, str]] | None = None
-        self._dirty_files: dict[str, tuple[str, str]] = {}
-        self._files_lock = threading.Lock()
+        return db
 
     def close(self) -> None:
-        """Flush pending hash-cache rows, close the database and release the lock."""
+        """Flush pending hash-cache rows, close the database, refresh the snapshot and release the lock."""
         try:
             self.flush_files()
-            self.db.close()
+            if self._db is not None:
+                files, targets = self.file_hashes(), self.targets()
+                self._db.close()
+                self._db = None
+                self.snapshot.write(files, targets)
         finally:
             self.lock.release()
 
     # -- the file-hash cache ----------------------------------------------------------------
-    def file_hashes(self) -> dict[str, tuple[str, str]]:
+    def file_hashes(self) -> FileHashes:
         """path → (stat signature, content hash), loaded once."""
         if self._files is None:
-            rows = self.db.execute("SELECT path, sig, hash FROM files").fetchall()
-            self._files = {p: (s, h) for p, s, h in rows}
+            if self._snapshot_data is not None:
+                self._files = self._snapshot_data[0]
+            else:
+                rows = self.db.execute("SELECT path, sig, hash FROM files").fetchall()
+                self._files = {p: (_parse_signature(s), h) for p, s, h in rows}
         return self._files
 
-    def remember_file(self, path: str, sig: str, content_hash: str) -> None:
+    def remember_file(self, path: str, sig: Signature, content_hash: str) -> None:
         """Cache a file's hash under its stat signature (written on flush)."""
         entry = (sig, content_hash)
         files = self.file_hashes()
@@ -144,7 +239,7 @@ class State:
     def flush_files(self) -> None:
         """Write the hash-cache rows learned since the last flush."""
         with self._files_lock:
-            rows = [(p, s, h) for p, (s, h) in self._dirty_files.items()]
+            rows = [(p, "{}:{}:{}".format(*s), h) for p, (s, h) in self._dirty_files.items()]
             self._dirty_files.clear()
         if rows:
             self._upsert("files", 3, rows)
@@ -153,8 +248,11 @@ class State:
     def targets(self) -> dict[str, tuple[str, str, str | None]]:
         """path → (fingerprint, content_hash, data_hash), loaded once (what a no-op check needs)."""
         if self._targets is None:
-            rows = self.db.execute("SELECT path, fingerprint, content_hash, data_hash FROM targets").fetchall()
-            self._targets = {r[0]: r[1:] for r in rows}
+            if self._snapshot_data is not None:
+                self._targets = self._snapshot_data[1]
+            else:
+                rows = self.db.execute("SELECT path, fingerprint, content_hash, data_hash FROM targets").fetchall()
+                self._targets = {r[0]: r[1:] for r in rows}
         return self._targets
 
     def components(self, path: str) -> dict[str, str]:
@@ -175,9 +273,7 @@ class State:
             rows.append((r.path, r.rule, r.fingerprint, c["kind"], c["code"], c["params"], c["model"], c["inputs"],
                          r.content_hash, r.data_hash, r.size, r.rows, r.built_at, r.duration_s, r.run_id,
                          json.dumps(r.stats) if r.stats else None))
-            self.targets()[r.path] = (r.fingerprint, r.content_hash, r.data_hash)
-            if self._components is not None:
-                self._components[r.path] = dict(c)
+        targets = self.targets()
         self.db.execute("BEGIN")
         try:
             self._upsert("targets", len(TARGET_COLUMNS), rows)
@@ -186,15 +282,20 @@ class State:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        for r in records:
+            targets[r.path] = (r.fingerprint, r.content_hash, r.data_hash)
+            if self._components is not None:
+                self._components[r.path] = dict(r.components)
 
     def forget_targets(self, paths: Iterable[str]) -> None:
         """Drop the records of removed outputs."""
         paths = list(paths)
+        targets = self.targets()
         for i in range(0, len(paths), 500):
             chunk = paths[i : i + 500]
             self.db.execute(f"DELETE FROM targets WHERE path IN ({','.join('?' * len(chunk))})", chunk)
         for p in paths:
-            self.targets().pop(p, None)
+            targets.pop(p, None)
 
     def target_details(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Full records (rows, timings, stats) for status and cards."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dreammake.fingerprint import combine, digest
+from dreammake.fingerprint import digest
 
 if TYPE_CHECKING:
     from dreammake.graph import Graph
@@ -58,9 +58,9 @@ def fingerprints(graph: Graph, planner: Planner) -> dict[str, Node]:
                 value = planner.content_hash(path) or "missing"
                 inputs[path] = f"source:{value}"
             parts.append(f"{name}={value}" if job.rule.input_shape == "dict" else value)
-        components = {"kind": ident.kind, "code": ident.code, "params": ident.params, "model": ident.model,
-                      "inputs": digest("\n".join(parts))}
-        nodes[job.name] = Node(job.name, job.rule.name, job.output_paths, combine(components), components, inputs,
+        inputs_hash = digest("\n".join(parts))
+        nodes[job.name] = Node(job.name, job.rule.name, job.output_paths, ident.fingerprint(inputs_hash),
+                               ident.components(inputs_hash), inputs,
                                [d.name for d in job.deps if d.outputs])
     return nodes
 
