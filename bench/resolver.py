@@ -3,7 +3,8 @@
 For each N it builds the workflow, then times, each in a fresh process (start-up included):
   * the no-op `dreammake -n`,
   * `dreammake -n` after one source file changed,
-and for N=1,000 the first full build with `-j 2`. Prints seconds and µs per job.
+and for N=1,000 the first full build with `-j 2`. Prints seconds and µs per job (no-op: best and median of
+five runs, after one warm-up run). Child processes may write bytecode caches, as an installed package has them.
 
     python bench/resolver.py                 # N = 1,000 and 10,000
     python bench/resolver.py --sizes 1000    # just one size
@@ -49,9 +50,12 @@ def make_project(folder: str, n: int) -> None:
         f.write(f"config.setdefault('n', {n})\n" + DREAMFILE)
 
 
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str], cwd: str) -> tuple[float, str]:
     started = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=CHILD_ENV)
     elapsed = time.perf_counter() - started
     if out.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
@@ -71,9 +75,11 @@ def main() -> None:
             build_s, last = timed([*exe, "-j", "2", "--quiet"], folder)
             print(f"N={n:>6}  full build -j 2         {build_s:8.2f} s  {build_s / jobs * 1e6:9.0f} µs/job"
                   f"  ({jobs} jobs)")
-            noop = min(timed([*exe, "-n"], folder)[0] for _ in range(3))
             last = timed([*exe, "-n"], folder)[1]
-            print(f"N={n:>6}  no-op dreammake -n      {noop:8.3f} s  {noop / jobs * 1e6:9.1f} µs/job  [{last}]")
+            runs = sorted(timed([*exe, "-n"], folder)[0] for _ in range(5))
+            noop, median = runs[0], runs[2]
+            print(f"N={n:>6}  no-op dreammake -n      {noop:8.3f} s  {noop / jobs * 1e6:9.1f} µs/job  "
+                  f"(median {median:.3f} s)  [{last}]")
             import pyarrow as pa
             import pyarrow.parquet as pq
 

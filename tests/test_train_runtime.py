@@ -81,3 +81,14 @@ def test_two_process_gloo_sft(tmp_path, smollm2):
     rows_m = check_output(out)
     assert len([r for r in rows_m if r["train_loss"] is not None]) == 3
     assert os.path.exists(os.path.join(out, "adapter_model.safetensors"))
+
+
+def test_coordinator_does_not_import_torch():
+    """dreammake only launches training; torch, transformers and TRL load in the worker processes."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dreammake.rules.train, dreammake.rules.trainers; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from .common import COMPLETE_MARKER, RESULT_JSON, Spec
+from .spec import COMPLETE_MARKER, RESULT_JSON, Spec
 
 KINDS = ("sft", "dpo", "reward", "grpo", "classifier", "embedding")
 LOG_FILE = "train.log"

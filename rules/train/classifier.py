@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from .common import (
-    Spec,
     callbacks,
     ensure_pad_token,
-    is_main,
     load_splits,
     lora_config,
     pick_column,
@@ -15,6 +13,7 @@ from .common import (
     with_token_counter,
 )
 from .runner import save_hf, train_and_finish
+from .spec import Spec, is_main
 
 
 def train(spec: Spec) -> dict:

@@ -9,95 +9,9 @@ import re
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-COMPLETE_MARKER = ".dreammake-complete"
-CHECKPOINT_SUBDIR = "checkpoints"
-LOG_JSONL = "train_log.jsonl"
-RESULT_JSON = "result.json"
-
-DEFAULTS: dict[str, Any] = {
-    "lora": None,
-    "merge": False,
-    "epochs": 1,
-    "max_steps": None,
-    "batch_size": 4,
-    "gradient_accumulation": 1,
-    "learning_rate": None,  # kind-specific default (see default_learning_rate)
-    "seed": 42,
-    "dtype": "auto",
-    "max_length": 512,
-    "save_steps": 50,
-    "save_total_limit": 2,
-    "eval_steps": None,
-    "early_stopping_patience": None,
-    "gradient_checkpointing": False,
-    "warmup": 0.0,
-    "lr_scheduler": "linear",
-    "weight_decay": 0.0,
-}
-
-
-def default_learning_rate(kind: str, lora: bool) -> float:
-    if kind in ("dpo", "grpo"):
-        return 5e-5 if lora else 1e-6
-    if kind == "embedding":
-        return 1e-4 if lora else 2e-5
-    return 2e-4 if lora else 2e-5
-
-
-@dataclass
-class Spec:
-    """Everything a worker needs; serialised to JSON and handed to ``python -m <pkg>.worker``."""
-
-    kind: str
-    options: dict[str, Any]
-    inputs: dict[str, str]
-    output_dir: str
-    work_dir: str
-    processes: int = 1
-    gpus: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=1, default=str)
-
-    @classmethod
-    def from_file(cls, path: str) -> Spec:
-        with open(path, encoding="utf-8") as fh:
-            return cls(**json.load(fh))
-
-    def opt(self, name: str, default: Any = None) -> Any:
-        if name in self.options and self.options[name] is not None:
-            return self.options[name]
-        if name in DEFAULTS and DEFAULTS[name] is not None:
-            return DEFAULTS[name]
-        return default
-
-    @property
-    def checkpoint_dir(self) -> str:
-        return os.path.join(self.work_dir, CHECKPOINT_SUBDIR)
-
-    @property
-    def use_cpu(self) -> bool:
-        return self.gpus <= 0
-
-
-# --------------------------------------------------------------------------- distributed helpers
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main() -> bool:
-    return rank() == 0
-
+from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, world_size
 
 # --------------------------------------------------------------------------- dtype
 

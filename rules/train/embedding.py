@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 
 from .common import (
-    Spec,
     callbacks,
-    is_main,
     load_splits,
     lora_config,
     pick_column,
@@ -21,6 +19,7 @@ from .common import (
     with_token_counter,
 )
 from .runner import train_and_finish
+from .spec import Spec, is_main
 
 LOSSES = {
     "mnrl": "MultipleNegativesRankingLoss",

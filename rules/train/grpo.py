@@ -14,7 +14,6 @@ import os
 import sys
 
 from .common import (
-    Spec,
     callbacks,
     ensure_pad_token,
     load_splits,
@@ -26,6 +25,7 @@ from .common import (
     with_token_counter,
 )
 from .runner import save_hf, train_and_finish
+from .spec import Spec
 
 
 def load_reward_fn(ref: dict):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .common import (
-    Spec,
     callbacks,
     ensure_pad_token,
     load_splits,
@@ -15,6 +14,7 @@ from .common import (
     with_token_counter,
 )
 from .runner import save_hf, train_and_finish
+from .spec import Spec
 
 
 def _use_chat(spec: Spec, tokenizer) -> bool:

@@ -7,14 +7,13 @@ import os
 from collections.abc import Callable
 
 from .common import (
-    Spec,
     finish_output,
-    is_main,
     last_checkpoint,
     summarise,
     total_tokens,
     write_result,
 )
+from .spec import Spec, is_main
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (
-    Spec,
     callbacks,
     ensure_pad_token,
     load_splits,
@@ -17,6 +16,7 @@ from .common import (
     with_token_counter,
 )
 from .runner import save_hf, train_and_finish
+from .spec import Spec
 
 INPUT_CANDIDATES = ("input", "prompt", "instruction", "question", "source", "query")
 OUTPUT_CANDIDATES = ("output", "completion", "response", "answer", "target", "label")

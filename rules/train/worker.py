@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from .common import Spec, rank, world_size
+from .spec import Spec, rank, world_size
 
 KIND_MODULES = {
     "sft": "sft",
