@@ -37,11 +37,11 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _project(ctx_kwargs: dict[str, Any], console: Console) -> Any:
+def _project(ctx_kwargs: dict[str, Any], console: Console, read_only: bool = False) -> Any:
     from dreammake.project import Options, Project, parse_assignments
 
     options = Options(ctx_kwargs.pop("dreamfile"), parse_assignments(ctx_kwargs.pop("config"), "--config"),
-                      wait=not ctx_kwargs.pop("no_wait"), debug=ctx_kwargs.pop("debug"),
+                      wait=not ctx_kwargs.pop("no_wait"), debug=ctx_kwargs.pop("debug"), read_only=read_only,
                       one_shot=isinstance(click.get_current_context().find_root().obj, EntryPoint))
     return Project(options, console)
 
@@ -129,7 +129,7 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
         from dreammake.project import parse_assignments
 
         limits = parse_assignments(resources, "--resources")
-        with _project(common, console) as project:
+        with _project(common, console, read_only=dry_run or question) as project:
             graph = project.graph(list(targets), until)
             planner = project.planner(graph, list(forced), forceall)
             decisions = planner.plan()
@@ -220,7 +220,7 @@ def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
     console = Console(debug=common["debug"])
     debug = common["debug"]
     try:
-        with _project(common, console) as project:
+        with _project(common, console, read_only=True) as project:
             graph = project.graph(list(targets))
             decisions = project.planner(graph).plan()
             details = project.state.target_details([p for d in decisions for p in d.job.output_paths])

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import networkx
 
 
+UNVISITED, ON_PATH = -1, -2  # Job.index before it has a place in the order
+
+
 class Job:
     """One rule with concrete inputs and outputs; `deps` are the jobs that make its inputs."""
 
@@ -30,7 +33,7 @@ class Job:
         self.inputs = inputs
         self.outputs = outputs
         self.deps: list[Job] = []
-        self.index = -1
+        self.index = UNVISITED  # the position in the graph's topological order once resolved
 
     def __repr__(self) -> str:
         return f"Job({self.name})"
@@ -163,20 +166,22 @@ class Resolver:
         raise DreamError(f"no rule makes {name}", hint="check the path, or run `dreammake status` to list targets")
 
     def resolve(self, names: list[str]) -> Graph:
-        """Build the DAG for the requested targets (an iterative depth-first walk); errors on cycles."""
+        """Build the DAG for the requested targets (an iterative depth-first walk); errors on cycles.
+
+        `Job.index` marks the walk: UNVISITED, ON_PATH (on the current path), then the job's place in the order.
+        """
         requested = [self.request(n) for n in names]
         order: list[Job] = []
         sources: dict[str, Job] = {}
         producer: dict[str, Job] = {}
-        done: set[int] = set()
         exact = self.exact
         plain_jobs = self.jobs  # rules without wildcards have one job, keyed by rule name
         for root in requested:
-            if id(root) in done:
+            if root.index != UNVISITED:
                 continue
-            path_jobs = [root]
-            on_path = {id(root): 0}
-            stack = [(root, iter(root.inputs), set())]
+            root.index = ON_PATH
+            # (job, its remaining inputs, ids of its deps so far: only needed when it has several inputs)
+            stack = [(root, iter(root.inputs), set() if len(root.inputs) > 1 else None)]
             while stack:
                 job, pending, known = stack[-1]
                 for _, path in pending:
@@ -189,24 +194,22 @@ class Resolver:
                             sources.setdefault(path, job)
                             continue
                         dep = self.job_for(*found)
-                    dep_id = id(dep)
-                    if dep_id not in known:
-                        known.add(dep_id)
+                    if known is None:
                         job.deps.append(dep)
-                    if dep_id in done:
+                    elif id(dep) not in known:
+                        known.add(id(dep))
+                        job.deps.append(dep)
+                    if dep.index >= 0:
                         continue
-                    if dep_id in on_path:
-                        cycle = [j.name for j in path_jobs[on_path[dep_id]:]] + [dep.name]
+                    if dep.index == ON_PATH:
+                        path_jobs = [entry[0] for entry in stack]
+                        cycle = [j.name for j in path_jobs[path_jobs.index(dep):]] + [dep.name]
                         raise DreamError("cycle: " + " -> ".join(cycle), job.rule.where)
-                    on_path[dep_id] = len(path_jobs)
-                    path_jobs.append(dep)
-                    stack.append((dep, iter(dep.inputs), set()))
+                    dep.index = ON_PATH
+                    stack.append((dep, iter(dep.inputs), set() if len(dep.inputs) > 1 else None))
                     break
                 else:
                     stack.pop()
-                    path_jobs.pop()
-                    del on_path[id(job)]
-                    done.add(id(job))
                     job.index = len(order)
                     order.append(job)
                     for _, out in job.outputs:

@@ -10,6 +10,7 @@ dependants (early cutoff).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dreammake.actions import Identity, identify
 from dreammake.errors import DreamError
@@ -18,6 +19,7 @@ from dreammake.fingerprint import COMPONENTS, digest
 from dreammake.graph import Graph, Job
 from dreammake.state import State
 
+_UNKNOWN: Any = object()  # not hashed yet this run (None means: the file does not exist)
 REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
 
 
@@ -95,14 +97,17 @@ class Planner:
         hashes = self._hashes
         hash_of = self.hasher.content_hash
         for _, path in job.inputs:
-            producer = producers.get(path)
-            if producer is not None and will_run and id(producer) in will_run:
-                rebuilt_input = rebuilt_input or path
-                input_hashes.append(None)
-                continue
-            value = hashes[path] if path in hashes else hashes.setdefault(path, hash_of(path))
+            if will_run:
+                producer = producers.get(path)
+                if producer is not None and id(producer) in will_run:
+                    rebuilt_input = rebuilt_input or path
+                    input_hashes.append(None)
+                    continue
+            value = hashes.get(path, _UNKNOWN)
+            if value is _UNKNOWN:
+                value = hashes[path] = hash_of(path)
             if value is None:
-                if producer is None:
+                if producers.get(path) is None:
                     raise DreamError(f"rule {job.rule.name!r} needs {path}, which does not exist and no rule makes"
                                      " it", job.rule.where)
                 rebuilt_input = rebuilt_input or path
@@ -111,13 +116,15 @@ class Planner:
             return Decision(job, None)
         ident = self._identity.get(id(job)) or self.identity(job)
         inputs = self.inputs_hash(job, input_hashes)
-        decision = Decision(job, None, fingerprint=ident.fingerprint(inputs), identity=ident, inputs_hash=inputs)
+        decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
 
         if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
             return self._stale(decision, "forced", "forced")
         records = []
         for _, path in job.outputs:
-            current = hashes[path] if path in hashes else hashes.setdefault(path, hash_of(path))
+            current = hashes.get(path, _UNKNOWN)
+            if current is _UNKNOWN:
+                current = hashes[path] = hash_of(path)
             if current is None:
                 return self._stale(decision, "missing", f"{path} is missing")
             record = self.records.get(path)

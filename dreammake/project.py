@@ -32,6 +32,7 @@ class Options:
     wait: bool = True
     debug: bool = False
     one_shot: bool = False  # the process ends after this command: leave the garbage collector off
+    read_only: bool = False  # a plan or check (-n, -q): nothing is written to the state
 
 
 class Project:
@@ -48,8 +49,10 @@ class Project:
     @property
     def state(self) -> State:
         if self._state is None:
-            self._state = State(self.root, wait=self.options.wait, on_wait=lambda pid: self.console.line(
-                "warn", f"another dreammake (pid {pid}) is running here; waiting for it to finish…"))
+            def on_wait(pid: str) -> None:
+                self.console.line("warn", f"another dreammake (pid {pid}) is running here; waiting for it to finish…")
+
+            self._state = State(self.root, wait=self.options.wait, on_wait=on_wait, read_only=self.options.read_only)
         return self._state
 
     def __enter__(self) -> Project:

@@ -168,8 +168,9 @@ class State:
     `Snapshot`), so `dreammake -n` on an up-to-date project never starts DuckDB.
     """
 
-    def __init__(self, root: Path, wait: bool = True, on_wait: Any = None):
+    def __init__(self, root: Path, wait: bool = True, on_wait: Any = None, read_only: bool = False):
         self.root = root
+        self.read_only = read_only  # a plan or check: hashes learned now are not kept for later runs
         self.dir = root / STATE_DIR
         self.lock = ProjectLock(self.dir)
         self.lock.acquire(wait, on_wait)
@@ -228,7 +229,9 @@ class State:
         return self._files
 
     def remember_file(self, path: str, sig: Signature, content_hash: str) -> None:
-        """Cache a file's hash under its stat signature (written on flush)."""
+        """Cache a file's hash under its stat signature (written on flush; not at all when read-only)."""
+        if self.read_only:
+            return
         entry = (sig, content_hash)
         files = self.file_hashes()
         if files.get(path) != entry:

@@ -73,8 +73,14 @@ def test_snapshot_follows_builds_and_hash_cache_updates(project):
     project.run()
     assert project.plan() == {}
     assert project.read("out/b.parquet") == [{"x": 20}]
-    (root / "src/s.parquet").touch()  # same content, new signature: re-hashed once, then cached
+    (root / "src/s.parquet").touch()  # same content, new signature: re-hashed, cached by a build, not by -n
     assert project.plan() == {}
+    state = State(root)
+    try:
+        assert state.file_hashes()["src/s.parquet"][0][1] != (root / "src/s.parquet").stat().st_mtime_ns
+    finally:
+        state.close()
+    assert "up to date" in project.run()
     state = State(root)
     try:
         assert state.file_hashes()["src/s.parquet"][0][1] == (root / "src/s.parquet").stat().st_mtime_ns
@@ -99,3 +105,18 @@ def test_executable_exit_codes_and_output_after_quick_exit(project):
     plan = run("-n")
     assert plan.returncode == 0 and "a\tout/a.parquet\tcode: code changed" in plan.stdout
     assert run("-q", "nothing.parquet").returncode == 2
+
+
+def test_plans_and_checks_write_nothing(project):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = built(project)
+    db = root / ".dreammake/state.duckdb"
+    before = db.stat().st_mtime_ns
+    pq.write_table(pa.table({"x": [9]}), root / "src/s.parquet")
+    assert project.plan() == {"a": "input", "b": "input"}
+    project.run("-q", code=1)
+    project.run("status")
+    assert db.stat().st_mtime_ns == before
+    assert (root / ".dreammake/snapshot.marshal").exists()
