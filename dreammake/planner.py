@@ -114,7 +114,7 @@ class Planner:
             input_hashes.append(value)
         if not job.outputs:
             return Decision(job, None)
-        ident = self._identity.get(id(job)) or self.identity(job)
+        ident = self.identity(job)
         inputs = self.inputs_hash(job, input_hashes)
         decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
 

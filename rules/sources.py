@@ -364,6 +364,12 @@ def is_local_dataset(name: str) -> bool:
             or name.count("/") > 1)
 
 
+def _hf_home() -> str:
+    """Hugging Face's home folder (HF_HOME, else XDG_CACHE_HOME/huggingface)."""
+    return os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
+                                                                "huggingface")))
+
+
 def datasets_cache() -> str:
     """The `datasets` cache folder, as `datasets` itself resolves it (without importing it when not loaded)."""
     import sys
@@ -371,8 +377,7 @@ def datasets_cache() -> str:
     config = sys.modules.get("datasets.config")
     if config is not None:
         return os.fspath(config.HF_DATASETS_CACHE)
-    home = os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
-                                                                "huggingface")))
+    home = _hf_home()
     return os.path.expanduser(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
 
 
@@ -383,8 +388,7 @@ def hub_cache() -> str:
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         return os.fspath(constants.HF_HUB_CACHE)
-    home = os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
-                                                                "huggingface")))
+    home = _hf_home()
     return os.path.expanduser(os.getenv("HF_HUB_CACHE", os.getenv("HUGGINGFACE_HUB_CACHE",
                                                                   os.path.join(home, "hub"))))
 
