@@ -20,20 +20,8 @@ import sys
 import tempfile
 import time
 
+INCLUDE_INSTANT = f"include({os.path.join(os.path.dirname(os.path.abspath(__file__)), 'instant_backend.py')!r})\n"
 DREAMFILE = '''
-from dreammake.llm.base import Response
-
-class Instant:
-    """Returns a string derived from the prompt, at once."""
-    name = "instant"
-    def identity(self):
-        return {"backend": "instant"}
-    def generate(self, requests, on_result, cancel):
-        for i, r in enumerate(requests):
-            on_result(i, Response(text=r.messages[-1]["content"][::-1], finish_reason="stop"))
-    def close(self):
-        pass
-
 def baseline(input, params):
     table = input.data.table
     import pyarrow as pa
@@ -69,7 +57,7 @@ def main() -> None:
             pq.write_table(pa.table({"q": [f"question number {i} about topic {i % 97}" for i in range(n)]}),
                            os.path.join(folder, "src", "q.parquet"))
             with open(os.path.join(folder, "Dreamfile"), "w") as f:
-                f.write(DREAMFILE)
+                f.write(INCLUDE_INSTANT + DREAMFILE)
             steps = [("cold", []), ("no-op", []), ("cached", ["--config", "tag=1"])]
             for step, extra in steps:
                 prompt_s = timed(["out/a.parquet", *extra], folder)

@@ -22,21 +22,9 @@ import sys
 import tempfile
 import time
 
+INCLUDE_INSTANT = f"include({os.path.join(os.path.dirname(os.path.abspath(__file__)), 'instant_backend.py')!r})\n"
 DREAMFILE = '''
-from dreammake.llm.base import Response
-
-class Instant:
-    """Returns a string derived from the prompt, at once."""
-    name = "instant"
-    def identity(self):
-        return {"backend": "instant"}
-    def generate(self, requests, on_result, cancel):
-        for i, r in enumerate(requests):
-            on_result(i, Response(text=r.messages[-1]["content"][-24:][::-1], finish_reason="stop"))
-    def close(self):
-        pass
-
-model = llm(Instant())
+model = llm(Instant(keep=24))
 if KIND == "process_with_prompt":
     step = rules.process_with_prompt(llm=model, instruction="Answer in one line.", input_column="q",
                                      output_column="a")
@@ -78,7 +66,7 @@ def make_project(folder: str, n: int, kind: str) -> None:
             writer.write_table(pa.table({"id": pa.array(ids, pa.int64()), "q": pa.array(questions, pa.string())},
                                         schema=schema))
     with open(os.path.join(folder, "Dreamfile"), "w") as f:
-        f.write(f"KIND = {kind!r}\n" + DREAMFILE)
+        f.write(f"KIND = {kind!r}\n" + INCLUDE_INSTANT + DREAMFILE)
 
 
 def main() -> None:
