@@ -83,12 +83,15 @@ def test_two_process_gloo_sft(tmp_path, smollm2):
     assert os.path.exists(os.path.join(out, "adapter_model.safetensors"))
 
 
-def test_coordinator_does_not_import_torch():
+def test_coordinator_does_not_import_torch(tmp_path):
     """dreammake only launches training; torch, transformers and TRL load in the worker processes."""
     import subprocess
     import sys
 
     code = ("import sys, dreammake.rules.train, dreammake.rules.trainers; "
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # run outside the checkout: `python -c` puts the working folder first on sys.path, where the
+    # source tree's dreammake/ (without rules/, which installs as dreammake.rules) would shadow the package
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
