@@ -7,6 +7,8 @@ rule kinds in `dreammake.rules`, which subclass `Action`.
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ class JobContext:
 
     job: Job
     outputs: dict[str, str]  # output key ("0", "1", or the output's name) -> temp path to write
-    work_dir: str  # persistent scratch space for this job (resumable checkpoints); kept across reruns
+    work_path: str  # where the job's scratch folder lives; `work_dir` creates it on first use
     cancel: threading.Event
     fingerprint: str
     state: State | None = None
@@ -37,6 +39,19 @@ class JobContext:
     dreamfile: str = ""  # the Dreamfile's path and --config values, for worker processes that reload it
     config: dict[str, Any] = field(default_factory=dict)
     written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
+    _work_dir_open: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def work_dir(self) -> str:
+        """Persistent scratch space for this job (resumable checkpoints), created on first use.
+
+        It survives a killed or failed run while the fingerprint stays the same, is wiped when the
+        fingerprint changes, and is removed once the job succeeds.
+        """
+        if not self._work_dir_open:
+            open_work_dir(self.work_path, self.fingerprint)
+            self._work_dir_open = True
+        return self.work_path
 
     def input_path(self, name: str | int = 0) -> str:
         """Path of an input by name or position."""
@@ -60,6 +75,21 @@ class JobContext:
         if self.progress is None:
             return lambda n: None
         return self.progress(f"{self.job.name}: {description}", total)
+
+
+def open_work_dir(folder: str, fingerprint: str) -> None:
+    """Make `folder` the scratch space of a job with `fingerprint`: kept if it was, else emptied."""
+    marker = os.path.join(folder, "FINGERPRINT")
+    try:
+        with open(marker) as f:
+            if f.read().strip() == fingerprint:
+                return
+    except OSError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+    with open(marker, "w") as f:
+        f.write(fingerprint)
 
 
 class Action:

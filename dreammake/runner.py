@@ -80,37 +80,37 @@ class ActionRunner:
         self.input_hash = input_hash or (lambda path: None)
         self.cancel = threading.Event()
         self._temps: set[str] = set()
+        self._stale: dict[str, dict[str, list[str]]] = {}  # output folder -> target name -> temps of killed runs
         self._lock = threading.Lock()
 
-    def work_dir(self, job: Job, fingerprint: str) -> str:
-        """A persistent folder for this job's intermediate state, wiped when its fingerprint changes."""
+    def work_path(self, job: Job) -> str:
+        """Where the job's persistent scratch folder lives (`JobContext.work_dir` creates it on first use)."""
         from dreammake.fingerprint import digest
 
-        folder = os.path.join(self.root, STATE_DIR, "work", f"{job.rule.name}-{digest(job.name)[:12]}")
-        marker = os.path.join(folder, "FINGERPRINT")
-        try:
-            with open(marker) as f:
-                same = f.read().strip() == fingerprint
-        except OSError:
-            same = False
-        if not same:
-            shutil.rmtree(folder, ignore_errors=True)
-            os.makedirs(folder, exist_ok=True)
-            with open(marker, "w") as f:
-                f.write(fingerprint)
-        return folder
+        return os.path.join(self.root, STATE_DIR, "work", f"{job.rule.name}-{digest(job.name)[:12]}")
 
     def prepare(self, job: Job) -> dict[str, str]:
         """Fresh temp paths for the job's outputs (folders created), by output key."""
         temps = {key: temp_path(path) for key, (_, path) in zip(output_keys(job), job.outputs)}
         for i, (key, (_, path)) in enumerate(zip(output_keys(job), job.outputs)):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            _remove_stale_temps(path)
+            for stale in self._stale_temps(path):
+                _remove(stale)
             if i in job.rule.folders:
                 os.makedirs(temps[key])
         with self._lock:
             self._temps.update(temps.values())
         return temps
+
+    def _stale_temps(self, path: str) -> list[str]:
+        """Temp outputs of `path` left by a killed run. Each output folder is listed once per run (before
+        this run puts temps of its own there): listing it per job made wide workflows quadratic."""
+        folder, name = os.path.split(path)
+        with self._lock:
+            by_target = self._stale.get(folder)
+            if by_target is None:
+                by_target = self._stale[folder] = _temps_by_target(folder)
+            return by_target.pop(name, [])
 
     def release(self, temps: dict[str, str]) -> None:
         """Remove what is left of a job's temp outputs."""
@@ -129,13 +129,13 @@ class ActionRunner:
     def execute(self, job: Job, fingerprint: str, temps: dict[str, str]) -> JobOutput:
         """Call the action so that every output exists at its temp path; tables are written as Parquet."""
         with job_failures(job):
-            ctx = JobContext(job, temps, self.work_dir(job, fingerprint), self.cancel, fingerprint,
+            ctx = JobContext(job, temps, self.work_path(job), self.cancel, fingerprint,
                              state=self.state, log=self.log, progress=self.progress,
                              budget=self.budget, dreamfile=self.dreamfile, config=self.config)
             started = time.perf_counter()
             produced = self._call(job, ctx)
             outputs = self._write(job, fingerprint, temps, produced, ctx)
-            return JobOutput(outputs, dict(ctx.stats), time.perf_counter() - started, ctx.work_dir)
+            return JobOutput(outputs, dict(ctx.stats), time.perf_counter() - started, ctx.work_path)
 
     # -- calling the action ------------------------------------------------------------------
     def _call(self, job: Job, ctx: JobContext) -> dict[str, Any]:
@@ -285,14 +285,16 @@ class JobRunner(ActionRunner):
         return new_hash, _size(path)
 
 
-def _remove_stale_temps(path: str) -> None:
-    """Temp outputs left by a killed run (same target, any pid)."""
-    folder, name = os.path.split(path)
-    prefix = f".{name}{TEMP_MARK}"
+def _temps_by_target(folder: str) -> dict[str, list[str]]:
+    """The temp outputs in `folder` (see `temp_path`), by the name of the target they were for."""
+    found: dict[str, list[str]] = {}
     with os.scandir(folder or ".") as entries:
         for entry in entries:
-            if entry.name.startswith(prefix):
-                _remove(entry.path)
+            name = entry.name
+            mark = name.find(TEMP_MARK)
+            if mark > 1 and name.startswith("."):
+                found.setdefault(name[1:mark], []).append(entry.path)
+    return found
 
 
 def _required(fn: Any, name: str) -> bool:

@@ -241,3 +241,39 @@ def test_options_before_a_command_name(project):
     project.run()
     assert "up-to-date" in project.run("-f", "Dreamfile", "status")
     assert "data/raw.csv" in project.run("--config", "suffix=!", "graph", "--format", "mermaid")
+
+
+def test_scratch_folder_only_for_jobs_that_use_it(project):
+    """`ctx.work_dir` appears on first use, survives a rerun with the same fingerprint, is wiped on a change."""
+    import threading
+
+    from dreammake.actions import JobContext
+
+    make_chain(project)
+    project.run()
+    assert not (project.root / ".dreammake/work").exists(), "user functions never asked for scratch space"
+
+    folder = project.root / ".dreammake/work/train-x"
+    first = JobContext(None, {}, str(folder), threading.Event(), "fp1")
+    assert not folder.exists()
+    (folder.parent / "unrelated").mkdir(parents=True)
+    with open(os.path.join(first.work_dir, "checkpoint"), "w") as f:
+        f.write("step 10")
+    rerun = JobContext(None, {}, str(folder), threading.Event(), "fp1")
+    assert open(os.path.join(rerun.work_dir, "checkpoint")).read() == "step 10"
+    changed = JobContext(None, {}, str(folder), threading.Event(), "fp2")
+    assert os.listdir(changed.work_dir) == ["FINGERPRINT"]
+    assert (folder.parent / "unrelated").exists()
+
+
+def test_stale_temps_of_several_targets_in_one_folder_are_removed(project):
+    make_chain(project)
+    project.run()
+    stale = [project.root / "targets" / f".{name}.dmtmp-99999-deadbeef" for name in ("raw.parquet", "shout.parquet")]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+    keep = project.root / "targets" / ".other.parquet.dmtmp-99999-deadbeef"
+    keep.write_bytes(b"not ours to remove")
+    project.run("-F")
+    assert not any(path.exists() for path in stale)
+    assert keep.exists(), "temps of targets that did not run stay"
