@@ -8,7 +8,7 @@ from stat import S_ISDIR
 import xxhash
 
 from dreammake.cards import CARD_FILES
-from dreammake.state import Signature, State
+from dreammake.state import State, stat_signature
 
 TEMP_MARK = ".dmtmp-"
 _CHUNK = 1 << 20
@@ -21,11 +21,6 @@ def hash_file_bytes(path: str) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def stat_signature(st: os.stat_result) -> Signature:
-    """(size, mtime_ns, inode): if all three match, the content is taken as unchanged."""
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class Hasher:

@@ -20,10 +20,10 @@ from typing import Any
 
 from dreammake.actions import Action, JobContext, function_arguments
 from dreammake.errors import DreamError, JobFailed
-from dreammake.filehash import TEMP_MARK, hash_file_bytes, stat_signature
+from dreammake.filehash import TEMP_MARK, hash_file_bytes
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
-from dreammake.state import STATE_DIR, State, TargetRecord
+from dreammake.state import STATE_DIR, State, TargetRecord, stat_signature
 from dreammake.tables import load_dataset, temp_path, to_table, write_table
 
 PARQUET = (".parquet", ".pq")

@@ -49,6 +49,11 @@ Signature = tuple[int, int, int]  # a file's (size, mtime_ns, inode); stored as 
 FileHashes = dict[str, tuple[Signature, str]]  # path -> (signature when hashed, content hash)
 
 
+def stat_signature(st: os.stat_result) -> Signature:
+    """(size, mtime_ns, inode): if all three match, a file's content is taken as unchanged."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def _parse_signature(text: str) -> Signature:
     size, mtime_ns, inode = text.split(":")
     return int(size), int(mtime_ns), int(inode)
@@ -120,14 +125,13 @@ class Snapshot:
         self.path = state_dir / "snapshot.marshal"
         self.db_path = state_dir / "state.duckdb"
 
-    def _db_signature(self) -> tuple[int, int, int] | None:
+    def _db_signature(self) -> Signature | None:
         if os.path.exists(str(self.db_path) + ".wal"):
             return None
         try:
-            st = os.stat(self.db_path)
+            return stat_signature(os.stat(self.db_path))
         except FileNotFoundError:
             return None
-        return (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def read(self) -> tuple[FileHashes, dict[str, tuple[str, str, str | None]]] | None:
         """(files, targets) when the snapshot is current, else None."""
