@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 def default_learning_rate(kind: str, lora: bool) -> float:
+    """The learning rate used when a rule sets none: lower for preference/RL kinds and full fine-tuning."""
     if kind in ("dpo", "grpo"):
         return 5e-5 if lora else 1e-6
     if kind == "embedding":
@@ -57,14 +58,17 @@ class Spec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The spec as the JSON file a worker reads."""
         return json.dumps(self.__dict__, indent=1, default=str)
 
     @classmethod
     def from_file(cls, path: str) -> Spec:
+        """Read a spec written by `to_json`."""
         with open(path, encoding="utf-8") as fh:
             return cls(**json.load(fh))
 
     def opt(self, name: str, default: Any = None) -> Any:
+        """An option's value: the rule's, else DEFAULTS', else `default`."""
         if name in self.options and self.options[name] is not None:
             return self.options[name]
         if name in DEFAULTS and DEFAULTS[name] is not None:
@@ -73,10 +77,12 @@ class Spec:
 
     @property
     def checkpoint_dir(self) -> str:
+        """Where intermediate checkpoints go (inside the work folder, so a rerun resumes from them)."""
         return os.path.join(self.work_dir, CHECKPOINT_SUBDIR)
 
     @property
     def use_cpu(self) -> bool:
+        """True when the job was given no GPU."""
         return self.gpus <= 0
 
 
@@ -84,12 +90,15 @@ class Spec:
 
 
 def rank() -> int:
+    """This process's rank among the training processes (0 when not distributed)."""
     return int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:
+    """How many training processes run (1 when not distributed)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main() -> bool:
+    """Whether this is the process that writes outputs and logs."""
     return rank() == 0
