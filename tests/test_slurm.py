@@ -65,10 +65,10 @@ def test_sbatch_options_from_rule_resources():
 
 
 def test_only_state_needing_actions_stay_in_the_coordinator():
-    from dreammake.rules.prompts import ProcessWithPrompt
     from fakes import EchoBackend
 
     from dreammake.llm.handle import llm
+    from dreammake.rules.prompts import ProcessWithPrompt
 
     assert needs_state(ProcessWithPrompt(llm=llm(EchoBackend()), instruction="Hi.", input_column="x"))
     assert not needs_state(lambda input: input)

@@ -6,9 +6,10 @@ import json
 import os
 
 import pytest
-from dreammake.rules.train import run_training
 from train_fixtures import write_parquet
 from train_helpers import assert_loss_down, check_output
+
+from dreammake.rules.train import run_training
 
 SHORT = {"max_length": 32, "save_steps": 1000, "seed": 0}
 

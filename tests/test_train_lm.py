@@ -7,9 +7,10 @@ import math
 import os
 
 import torch
-from dreammake.rules.train import run_training
 from train_fixtures import write_parquet
 from train_helpers import assert_loss_down, check_output
+
+from dreammake.rules.train import run_training
 
 SHORT = {"max_length": 64, "save_steps": 1000, "seed": 0}
 

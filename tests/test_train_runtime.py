@@ -8,10 +8,11 @@ import os
 import signal
 import time
 
-from dreammake.rules.train import run_training
 from test_train_encoders import CLS_ROWS
 from train_fixtures import write_parquet
 from train_helpers import check_output
+
+from dreammake.rules.train import run_training
 
 
 def _wait_for(predicate, timeout: float, proc=None):
@@ -90,8 +91,7 @@ def test_coordinator_does_not_import_torch(tmp_path):
 
     code = ("import sys, dreammake.rules.train, dreammake.rules.trainers; "
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
-    # run outside the checkout: `python -c` puts the working folder first on sys.path, where the
-    # source tree's dreammake/ (without rules/, which installs as dreammake.rules) would shadow the package
+    # run outside the checkout: what is tested is the installed package
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

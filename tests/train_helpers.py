@@ -7,6 +7,7 @@ import math
 import os
 
 import pyarrow.parquet as pq
+
 from dreammake.rules.train.common import COMPLETE_MARKER, METRIC_COLUMNS
 
 

@@ -13,7 +13,7 @@ trap '"$HERE/stop.sh"' EXIT
 "$HERE/start.sh"
 cd "$HERE/../.."
 status=0
-# -P: the checkout must not shadow the installed package (rules/ installs as dreammake.rules)
+# -P: test the installed package, not the checkout
 "$PYTHON" -P -m pytest -q -p no:cacheprovider -m slurm tests/test_slurm.py "$@" || status=$?
 echo "slurm tests: exit $status after $(( $(date +%s) - start ))s"
 exit $status
