@@ -16,8 +16,9 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from dreammake.confine import OutsideProject, confine
 from dreammake.errors import DreamError
-from dreammake.paths import expand, is_folder, normalize
+from dreammake.paths import expand, is_folder, normalize, without_wildcards
 
 
 class TargetRef(str):
@@ -140,6 +141,7 @@ class Workflow:
     def __init__(self, dreamfile: Path, config: dict[str, Any] | None = None):
         self.dreamfile = dreamfile
         self.root = dreamfile.parent
+        self.project = os.getcwd()  # outputs must lie inside this folder (see dreammake.confine)
         self.config = Config(config or {})
         self.rules: list[Rule] = []
         self.by_name: dict[str, Rule] = {}
@@ -169,6 +171,7 @@ class Workflow:
             outputs, output_shape, folders, output_wildcards = _shape(output, "output", name)
         except TypeError as exc:
             raise DreamError(str(exc), _at(where)) from None
+        outputs = self._confine_outputs(name, outputs, where)
         is_action = False
         if run is not None:
             if not outputs:
@@ -190,6 +193,15 @@ class Workflow:
         self.rules.append(r)
         self.by_name[name] = r
         return r
+
+    def _confine_outputs(self, name: str, outputs: tuple[tuple[str | None, str], ...],
+                  where: CallSite) -> tuple[tuple[str | None, str], ...]:
+        """The outputs as target keys, or a one-line error when one would escape the project folder."""
+        try:
+            return tuple((key, _confined(path, self.project)) for key, path in outputs)
+        except OutsideProject as exc:
+            raise DreamError(f"rule {name!r}: {exc}", _at(where),
+                             hint="outputs must lie inside the project folder (inputs may be anywhere)") from None
 
     def llm(self, spec: Any, **defaults: Any) -> Any:
         """A model for prompt rules (see `dreammake.llm.handle.llm`)."""
@@ -248,6 +260,15 @@ class Workflow:
             if frame.filename in self.files:
                 where = f"{frame.filename}:{frame.lineno}"
         return where
+
+
+def _confined(path: str, project: str) -> str:
+    """An output path as a target key (see `confine`). Of a wildcard pattern the fixed part is checked here;
+    each filled-in path is checked again when a job is made from it."""
+    if "{" not in path:
+        return confine(path, project)
+    confine(without_wildcards(path), project)
+    return path
 
 
 def _at(where: CallSite) -> str:

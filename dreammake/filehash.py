@@ -7,8 +7,8 @@ from stat import S_ISDIR
 
 import xxhash
 
-from dreammake.cards import CARD_FILES
 from dreammake.state import State, stat_signature
+from dreammake.targets import CARD_FILES
 
 TEMP_MARK = ".dmtmp-"
 _CHUNK = 1 << 20

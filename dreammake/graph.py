@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from dreammake.confine import OutsideProject, confine
 from dreammake.dsl import Rule, Workflow
 from dreammake.errors import DreamError
 from dreammake.paths import Pattern, fill, normalize
@@ -146,6 +147,11 @@ class Resolver:
             except KeyError as exc:
                 raise DreamError(f"rule {rule.name!r}: wildcard {exc.args[0]!r} is used in an input but"
                                  " not defined by the output", rule.where) from None
+            try:
+                outputs = tuple((n, confine(p, self.workflow.project)) for n, p in outputs)
+            except OutsideProject as exc:
+                raise DreamError(f"rule {rule.name!r}: {exc}", rule.where,
+                                 hint="outputs must lie inside the project folder") from None
             job = Job(rule, wildcards, inputs, outputs)
             self.jobs[key] = job
         return job

@@ -28,6 +28,11 @@ def has_wildcards(path: str) -> bool:
     return "{" in path
 
 
+def without_wildcards(path: str) -> str:
+    """The path with each `{name}` wildcard replaced by a plain name (to check where a pattern points)."""
+    return _WILDCARD.sub("w", path)
+
+
 @dataclass(frozen=True)
 class Pattern:
     """An output path with wildcards, e.g. `targets/{split}.parquet`."""

@@ -127,25 +127,27 @@ class Project:
                 f.write(depfile(path, [*sources_of(graph, job), dreamfile, *self.workflow.files[1:]]))
 
     def clean(self, graph: Graph) -> list[str]:
-        """Remove the outputs of the graph's jobs (never source files) and forget their records."""
-        import shutil
+        """Remove the outputs of the graph's jobs that the state records as built by dreammake, with their
+        cards, and forget their records. Anything else at an output path (a file the user put there) is kept."""
+        from dreammake.confine import OutsideProject, confine
+        from dreammake.targets import target_for
 
-        from dreammake.cards import card_paths
-
+        built = self.state.targets()
         removed = []
         for job in graph.jobs:
             for path in job.output_paths:
-                for card in card_paths(path) if not os.path.isdir(path) else ():
-                    if os.path.exists(card):
-                        os.remove(card)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                elif os.path.lexists(path):
-                    os.remove(path)
-                else:
+                if path not in built:
+                    if os.path.lexists(path):
+                        self.console.line("warn", f"kept {path}: dreammake did not build it")
                     continue
-                removed.append(path)
-        self.state.forget_targets([p for j in graph.jobs for p in j.output_paths])
+                try:
+                    confine(path, str(self.root))
+                except OutsideProject as exc:  # a record from before outputs were confined
+                    self.console.line("warn", f"kept {path}: {exc}")
+                    continue
+                if target_for(path).remove():
+                    removed.append(path)
+        self.state.forget_targets([p for j in graph.jobs for p in j.output_paths if p in built])
         return removed
 
 

@@ -21,13 +21,14 @@ from dreammake.cards.build import build_card, card_type, splits
 from dreammake.cards.render import card_json, render_markdown
 from dreammake.cards.secrets import redact
 from dreammake.errors import DreamError
+from dreammake.targets import TRAINING_RECORDS
 
 if TYPE_CHECKING:
     from dreammake.graph import Graph, Job
     from dreammake.state import State
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-INTERNAL = frozenset({"dreammake-base.txt", "training_args.json", "metrics.parquet", "train.log"})
+INTERNAL = TRAINING_RECORDS
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".cfg", ".csv", ".jsonl")
 SCAN_LIMIT = 20 << 20  # text files up to this size are checked for the token before upload
 

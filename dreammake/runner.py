@@ -24,9 +24,8 @@ from dreammake.filehash import TEMP_MARK, hash_file_bytes
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
 from dreammake.state import STATE_DIR, State, TargetRecord, stat_signature
-from dreammake.tables import load_dataset, temp_path, to_table, write_table
-
-PARQUET = (".parquet", ".pq")
+from dreammake.tables import temp_path, to_table, write_table
+from dreammake.targets import is_table_path, remove_path, target_for
 
 
 def output_keys(job: Job) -> list[str]:
@@ -95,7 +94,7 @@ class ActionRunner:
         for i, (key, (_, path)) in enumerate(zip(output_keys(job), job.outputs)):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             for stale in self._stale_temps(path):
-                _remove(stale)
+                remove_path(stale)
             if i in job.rule.folders:
                 os.makedirs(temps[key])
         with self._lock:
@@ -115,7 +114,7 @@ class ActionRunner:
     def release(self, temps: dict[str, str]) -> None:
         """Remove what is left of a job's temp outputs."""
         for t in temps.values():
-            _remove(t)
+            remove_path(t)
         with self._lock:
             self._temps.difference_update(temps.values())
 
@@ -123,7 +122,7 @@ class ActionRunner:
         """Remove temp outputs of interrupted jobs."""
         with self._lock:
             for t in list(self._temps):
-                _remove(t)
+                remove_path(t)
             self._temps.clear()
 
     def execute(self, job: Job, fingerprint: str, temps: dict[str, str]) -> JobOutput:
@@ -145,7 +144,7 @@ class ActionRunner:
             return self._by_key(job, result, wrote_files=result is None)
         names, takes_all = function_arguments(action)
         kwargs: dict[str, Any] = {}
-        inputs = [self._load_input(p) for _, p in job.inputs]
+        inputs = [target_for(p).load(self.input_hash(p)) for _, p in job.inputs]
         if job.rule.input_shape == "single":
             kwargs["input"] = inputs[0]
         elif job.rule.input_shape == "list":
@@ -190,12 +189,6 @@ class ActionRunner:
         raise DreamError(f"rule {job.rule.name!r} has {len(keys)} outputs; return a dict keyed {keys}",
                          job.rule.where)
 
-    def _load_input(self, path: str) -> Any:
-        """Parquet inputs as Datasets; anything else (folders, other files) as its path."""
-        if path.endswith(PARQUET) and os.path.isfile(path):
-            return load_dataset(path, self.input_hash(path))
-        return path
-
     def _write(self, job: Job, fingerprint: str, temps: dict[str, str], produced: dict[str, Any],
                ctx: JobContext) -> dict[str, tuple[int | None, str | None]]:
         """Write returned tables to their temp paths; check that the action wrote the others."""
@@ -203,7 +196,7 @@ class ActionRunner:
         for key, (_, path) in zip(output_keys(job), job.outputs):
             tmp = temps[key]
             if key in produced:
-                if not path.endswith(PARQUET):
+                if not is_table_path(path):
                     raise DreamError(f"rule {job.rule.name!r}: {path} is not a Parquet file, so the function"
                                      " must write it: add an `output` parameter", job.rule.where)
                 table = to_table(produced[key], f"rule {job.rule.name!r}")
@@ -212,7 +205,7 @@ class ActionRunner:
                 outputs[key] = ctx.written[key]
             elif not os.path.lexists(tmp):
                 raise DreamError(f"rule {job.rule.name!r} did not write {path}", job.rule.where)
-            elif path.endswith(PARQUET) and os.path.isfile(tmp):
+            elif is_table_path(path) and os.path.isfile(tmp):
                 outputs[key] = (_parquet_rows(tmp), None)
             else:
                 outputs[key] = (None, None)
@@ -258,31 +251,26 @@ class JobRunner(ActionRunner):
         """Rename tmp over path, unless path already holds the same content (then keep it untouched)."""
         planner = self.planner
         record = planner.records.get(path)
-        folder = os.path.isdir(tmp)
-        if folder:
+        target = target_for(path, folder=os.path.isdir(tmp))
+        if target.is_folder:
             new_hash = planner.hasher.folder_hash(tmp)
         else:
             new_hash = hash_file_bytes(tmp)
-        if record is not None and os.path.lexists(path):
+        if record is not None and target.exists():
             current = planner.content_hash(path, fresh=True)
             same = current == record[1] and (
                 (new_data_hash is not None and new_data_hash == record[2]) or new_hash == current)
             if same:
-                _remove(tmp)
-                return current, _size(path)
-        if folder:
-            old = temp_path(path) + "-old"
-            if os.path.lexists(path):
-                os.rename(path, old)
-            os.rename(tmp, path)
-            _remove(old)
+                remove_path(tmp)
+                return current, target.size()
+        target.place(tmp)
+        if target.is_folder:
             planner.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds
         else:
-            os.replace(tmp, path)
             planner.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
         planner.set_hash(path, new_hash)
         planner.changed_files.add(path)
-        return new_hash, _size(path)
+        return new_hash, target.size()
 
 
 def _temps_by_target(folder: str) -> dict[str, list[str]]:
@@ -309,17 +297,3 @@ def _parquet_rows(path: str) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def _size(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-    return os.path.getsize(path)
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass

@@ -2,25 +2,18 @@
 
 A folder target (a checkpoint) gets `README.md` and `dreammake-card.json` inside it; a file
 target such as `targets/tweets.parquet` gets `targets/tweets.README.md` and
-`targets/tweets.dreammake-card.json` beside it. This module only holds these names, so the
-engine can import it without loading Jinja.
+`targets/tweets.dreammake-card.json` beside it (the layout is `dreammake.targets`'). Importing this
+package loads no Jinja.
 """
 
 from __future__ import annotations
 
-import os
-
-CARD_MD = "README.md"
-CARD_JSON = "dreammake-card.json"
-CARD_FILES = (CARD_MD, CARD_JSON)
+from dreammake.targets import CARD_FILES, CARD_JSON, CARD_MD, target_for
 
 
 def card_paths(target: str) -> tuple[str, str]:
     """Where the Markdown and JSON cards of a target live: inside a folder, beside a file."""
-    if os.path.isdir(target):
-        return os.path.join(target, CARD_MD), os.path.join(target, CARD_JSON)
-    stem = os.path.splitext(target)[0]
-    return f"{stem}.{CARD_MD}", f"{stem}.{CARD_JSON}"
+    return target_for(target).card_paths()
 
 
 __all__ = ["CARD_FILES", "CARD_JSON", "CARD_MD", "card_paths"]

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from dreammake.cards.lineage import Lineage, trace
 from dreammake.cards.registry import UNKNOWN, hub_id
+from dreammake.targets import is_table_path
 
 if TYPE_CHECKING:
     from dreammake.graph import Graph, Job
     from dreammake.state import State
 
 CARD_VERSION = 1
-PARQUET = (".parquet", ".pq")
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
          (10**11, "10B<n<100B"), (10**12, "100B<n<1T"))
@@ -53,7 +53,7 @@ def card_type(job: Job) -> str:
 
 def splits(job: Job) -> list[tuple[str, str]]:
     """(split name, path) of a job's Parquet outputs: named outputs keep their names, a single one is `train`."""
-    parquet = [(name, path) for name, path in job.outputs if path.endswith(PARQUET)]
+    parquet = [(name, path) for name, path in job.outputs if is_table_path(path)]
     out = []
     for name, path in parquet:
         if name is None:
@@ -192,7 +192,7 @@ def _training_summary(folder: str) -> dict[str, Any]:
 def training_examples(job: Job, params: dict[str, Any]) -> list[str]:
     """A few inputs from the training data (the `train` input, else the first Parquet input)."""
     named = {n: p for n, p in job.inputs if n}
-    path = named.get("train") or next((p for p in job.input_paths if p.endswith(PARQUET)), None)
+    path = named.get("train") or next((p for p in job.input_paths if is_table_path(p)), None)
     if not path or not os.path.isfile(path):
         return []
     import pyarrow.parquet as pq

@@ -8,11 +8,12 @@ a Hub card; else "unknown".
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from dreammake.targets import CheckpointFolder
 
 HUB = "https://huggingface.co"
 UNKNOWN = "unknown"
@@ -204,27 +205,13 @@ def readme_facts(path: str) -> dict[str, Any]:
 def folder_info(folder: str, kind: str) -> dict[str, Any]:
     """Card facts from a local folder: its README.md, else (for an adapter) its base model's."""
     facts = readme_facts(os.path.join(folder, "README.md"))
-    base = facts.get("base_model") or adapter_base(folder)
+    base = facts.get("base_model") or CheckpointFolder(folder).adapter_base()
     if not facts.get("license") and base and kind == "model":
         inherited = model_info(base)
         facts = {**facts, "license": inherited["license"], "license_link": inherited["license_link"]}
     return {"repo": None, "organization": None, "license": facts.get("license") or UNKNOWN,
             "license_link": facts.get("license_link"), "card_url": None, "citation": facts.get("citation"),
             "base_model": base, "source": "README.md" if facts else UNKNOWN}
-
-
-def adapter_base(folder: str) -> str | None:
-    """The base model of a LoRA checkpoint folder (dreammake's marker first, then PEFT's config)."""
-    try:
-        with open(os.path.join(folder, "dreammake-base.txt")) as f:
-            return f.read().strip() or None
-    except OSError:
-        pass
-    try:
-        with open(os.path.join(folder, "adapter_config.json")) as f:
-            return json.load(f).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        return None
 
 
 def hub_cache_dir() -> str:

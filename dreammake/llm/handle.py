@@ -117,18 +117,12 @@ class LLM:
 
 def _adapter_options(folder: str) -> dict[str, Any]:
     """A LoRA checkpoint folder → its base model and the adapter; a full checkpoint → nothing extra."""
-    import json
+    from dreammake.targets import CheckpointFolder
 
-    config = os.path.join(folder, "adapter_config.json")
-    if not os.path.exists(config):
+    checkpoint = CheckpointFolder(folder)
+    if not checkpoint.is_adapter():
         return {}
-    with open(config) as f:
-        base = json.load(f).get("base_model_name_or_path")
-    marker = os.path.join(folder, "dreammake-base.txt")  # written by trainers: the base spec as given
-    if os.path.exists(marker):
-        with open(marker) as f:
-            base = f.read().strip() or base
-    return {"base": base, "adapter": folder}
+    return {"base": checkpoint.adapter_base(), "adapter": folder}
 
 
 def llm(spec: Any, **defaults: Any) -> LLM:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import builtins
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash
+from dreammake.targets import is_table_path, target_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from dreammake.dsl import Rule
 
-PARQUET = (".parquet", ".pq")
 ROW_CHUNK = 10_000  # rows per batch handed to row-wise Python functions
 GATHER_ROWS = 65_536  # rows per output chunk when gathering by index
 HOLD_ROWS = 1_000_000  # rows a map may hold back while a column's type is still unknown (all nulls)
@@ -80,7 +79,7 @@ def parquet_inputs(ctx: JobContext) -> list[str]:
     """The rule's input paths, checked to be Parquet files."""
     paths = [p for _, p in ctx.job.inputs]
     for path in paths:
-        if not path.endswith(PARQUET) or os.path.isdir(path):
+        if not target_for(path).is_table:
             raise fail(ctx, f"input {path} is not a Parquet file", hint="read it into Parquet first with rules.read()")
     return paths
 
@@ -190,7 +189,7 @@ class DataStep(Action):
             raise DreamError(f"rule {rule.name!r}: rules.{self.kind}() writes one output; the rule has "
                              f"{len(rule.outputs)}", rule.where)
         for _, path in rule.outputs:
-            if not path.endswith(PARQUET) or rule.folders:
+            if not is_table_path(path) or rule.folders:
                 raise DreamError(f"rule {rule.name!r}: rules.{self.kind}() writes Parquet; {path} does not end "
                                  "in .parquet", rule.where)
 
