@@ -10,10 +10,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import math
 import os
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -63,7 +65,14 @@ def hash_data(obj: Any) -> str:
 
 
 # -- code ------------------------------------------------------------------------------------
-_code_cache: dict[int, tuple[Any, str]] = {}  # id(function) -> (function, hash); the function is kept alive
+# Code identity. A function defined in the project (the Dreamfile, its includes, or any module whose file lies
+# in the project folder: `from helpers import clean` with lib/helpers.py) is identified by its source without
+# comments, formatting or docstrings, plus everything project-defined it reads: functions and classes (hashed
+# the same way, recursively), module attributes (`helpers.clean`), and plain-data globals by value. Code from
+# installed packages is identified by module, name and package version (their versions go into the cards).
+
+_function_cache: dict[int, tuple[Any, str]] = {}  # id(function) -> (function, hash); the function is kept alive
+_source_cache: dict[Any, tuple[str, frozenset[str], frozenset[tuple[str, str]]]] = {}  # code object -> parsed source
 
 
 class _StripDocstrings(ast.NodeTransformer):
@@ -78,15 +87,25 @@ class _StripDocstrings(ast.NodeTransformer):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip
 
 
-def _source_ast(fn: Callable[..., Any]) -> tuple[str, set[str]]:
-    """The function's AST without comments, formatting or docstrings, and the global names it reads."""
+def _parsed(fn: Callable[..., Any]) -> tuple[str, frozenset[str], frozenset[tuple[str, str]]]:
+    """A function's source without comments, formatting or docstrings, the global names it reads, and the
+    `name.attribute` pairs it reads. Memoised per code object: rules made in a loop share one parse."""
+    code = fn.__code__
+    cached = _source_cache.get(code)
+    if cached is not None:
+        return cached
     try:
-        source = textwrap.dedent(inspect.getsource(fn))
-        tree = _StripDocstrings().visit(ast.parse(source))
+        tree = _StripDocstrings().visit(ast.parse(textwrap.dedent(inspect.getsource(fn))))
     except (OSError, TypeError, SyntaxError):  # e.g. a lambda whose source line does not parse alone
-        return _code_object_hash(fn.__code__), _code_names(fn.__code__)
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return ast.dump(tree, annotate_fields=False, include_attributes=False), names
+        names = _code_names(code)
+        result = (_code_object_hash(code), frozenset(names), frozenset((n, a) for n in names for a in names))
+    else:
+        names = frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
+        attributes = frozenset((n.value.id, n.attr) for n in ast.walk(tree)
+                               if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name))
+        result = (ast.dump(tree, annotate_fields=False, include_attributes=False), names, attributes)
+    _source_cache[code] = result
+    return result
 
 
 def _code_object_hash(code: Any) -> str:
@@ -104,48 +123,93 @@ def _code_names(code: Any) -> set[str]:
 
 
 def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> str:
-    """Hash of a function's behaviour: its AST (comments/whitespace/docstrings ignored),
-    the Dreamfile functions it calls, its closure values and defaults.
-
-    Functions from installed packages are identified by module, name and package version.
-    """
+    """Hash of a function's behaviour (see the comment above): project code by its source and what it reads,
+    installed code by module, name and package version."""
     fn = inspect.unwrap(fn) if hasattr(fn, "__wrapped__") else fn
     code = getattr(fn, "__code__", None)
     if code is None:  # a class or a callable object
         target = fn if isinstance(fn, type) else type(fn)
+        if isinstance(target, type) and _is_project_class(target):
+            return digest(f"class:{_class_source(target)}")
         return digest(f"{target.__module__}.{target.__qualname__}")
-    cached = _code_cache.get(id(fn))
+    cached = _function_cache.get(id(fn))
     if cached is not None and cached[0] is fn:
         return cached[1]
     module = getattr(fn, "__module__", None) or ""
-    if module not in _LOCAL_MODULES and not code.co_filename.startswith(os.getcwd()):
+    if module not in _LOCAL_MODULES and not is_project_file(code.co_filename):
         result = digest(f"{module}.{fn.__qualname__}@{_package_version(module)}")
-        _code_cache[id(fn)] = (fn, result)
+        _function_cache[id(fn)] = (fn, result)
         return result
-    text, names = _source_ast(fn)
+    text, names, attributes = _parsed(fn)
     parts = [text, canonical(fn.__defaults__ or ()), canonical(_closure_values(fn))]
     seen = _seen | {id(code)}
+    scope = fn.__globals__
     for name in sorted(names):
-        if name.startswith("__") or name not in fn.__globals__:
+        if name.startswith("__") or name not in scope:
             continue
-        value = fn.__globals__[name]
-        if inspect.isfunction(value):
-            if getattr(value, "__module__", "") in _LOCAL_MODULES and id(value.__code__) not in seen:
-                parts.append(f"{name}={code_hash(value, seen)}")
-        elif isinstance(value, type):
-            if value.__module__ in _LOCAL_MODULES:
-                parts.append(f"{name}=class:{_class_source(value)}")
-        elif not inspect.ismodule(value):
-            try:
-                parts.append(f"{name}={canonical(value)}")
-            except (TypeError, ValueError):
-                parts.append(f"{name}:{type(value).__qualname__}")
+        value = scope[name]
+        if inspect.ismodule(value):
+            if _is_project_module(value):
+                for attr in sorted(a for n, a in attributes if n == name and hasattr(value, a)):
+                    part = _global_part(getattr(value, attr), seen)
+                    if part is not None:
+                        parts.append(f"{name}.{attr}={part}")
+            continue
+        part = _global_part(value, seen)
+        if part is not None:
+            parts.append(f"{name}={part}")
     result = digest("\n".join(parts))
-    _code_cache[id(fn)] = (fn, result)
+    _function_cache[id(fn)] = (fn, result)
     return result
 
 
+def _global_part(value: Any, seen: frozenset[int]) -> str | None:
+    """The identity of a global a function reads: project functions and classes by source, plain data by value,
+    installed code not at all (None)."""
+    if inspect.isfunction(value):
+        if id(value.__code__) in seen:
+            return "recursive"
+        if getattr(value, "__module__", "") in _LOCAL_MODULES or is_project_file(value.__code__.co_filename):
+            return code_hash(value, seen)
+        return None
+    if isinstance(value, type):
+        return f"class:{_class_source(value)}" if _is_project_class(value) else None
+    if inspect.ismodule(value) or callable(value):
+        return None
+    try:
+        return canonical(value)
+    except (TypeError, ValueError):
+        return f":{type(value).__qualname__}"
+
+
 _LOCAL_MODULES = ("__dreamfile__", "__main__")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.lru_cache(maxsize=4096)
+def _project_file(filename: str, root: str) -> bool:
+    if not filename or filename.startswith("<"):
+        return False
+    path = os.path.realpath(os.path.join(root, filename))
+    if os.path.commonpath([path, root]) != root or os.path.commonpath([path, _PACKAGE_DIR]) == _PACKAGE_DIR:
+        return False
+    return not any(part in ("site-packages", "dist-packages") for part in path.split(os.sep))
+
+
+def is_project_file(filename: str) -> bool:
+    """Whether a source file belongs to the project (inside the project folder, not an installed package)."""
+    return _project_file(filename, os.path.realpath(os.getcwd()))
+
+
+def _is_project_module(module: Any) -> bool:
+    return is_project_file(getattr(module, "__file__", None) or "")
+
+
+def _is_project_class(cls: type) -> bool:
+    if cls.__module__ in _LOCAL_MODULES:
+        return True
+    module = sys.modules.get(cls.__module__)
+    return module is not None and _is_project_module(module)
 
 
 def _class_source(cls: type) -> str:
@@ -179,4 +243,3 @@ def _package_version(module: str) -> str:
         return metadata.version(top)
     except metadata.PackageNotFoundError:
         return "unknown"
-
