@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
@@ -28,3 +31,18 @@ def check_keywords(what: str, given: Iterable[str], valid: Iterable[str]) -> Non
     for name in given:
         if name not in valid:
             raise TypeError(f"{what} got an unknown option {name!r}{did_you_mean(name, valid)}")
+
+
+def checked(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """`fn` with its keyword arguments checked by `check_keywords` (a function taking **kwargs checks its own)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return fn
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        check_keywords(what, kwargs, names)
+        return fn(*args, **kwargs)
+
+    return call

@@ -110,6 +110,7 @@ class FaultServer:
         self.attempts: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.bodies: list[dict] = []
+        self.authorizations: list[str] = []  # the Authorization header of every request
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -127,6 +128,7 @@ class FaultServer:
         async def handle(request: web.Request) -> web.Response:
             body = await request.json()
             self.bodies.append(body)
+            self.authorizations.append(request.headers.get("Authorization", ""))
             key = body["messages"][-1]["content"]
             self.attempts[key] += 1
             n = self.attempts[key]

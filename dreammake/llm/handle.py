@@ -34,6 +34,12 @@ class LLM:
         self.spec = spec
         self.generation = {k: v for k, v in defaults.items() if k in GENERATION_KEYS}
         self.options = {k: v for k, v in defaults.items() if k not in GENERATION_KEYS}
+        if isinstance(spec, (str, os.PathLike)):
+            from dreammake.llm.registry import check_options
+
+            # a checkpoint built by the Dreamfile runs on the transformers backend (base + adapter)
+            check_options(os.fspath(spec), self.options, also_valid=GENERATION_KEYS,
+                          kind="transformers" if self.target is not None else None)
         self._backend: Any = None
         self._identity: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -62,7 +68,10 @@ class LLM:
     def identity(self) -> dict[str, Any]:
         """What decides this model's outputs; never credentials. Computed once, without loading weights."""
         if self._identity is None:
-            safe_options = {k: v for k, v in self.options.items() if k in _IDENTITY_OPTIONS and not is_secret(k)}
+            from dreammake.llm.util import public_url
+
+            safe_options = {k: public_url(v) if k == "api_base" else v for k, v in self.options.items()
+                            if k in _IDENTITY_OPTIONS and not is_secret(k)}
             if self.target is not None:
                 # the checkpoint's content enters the job fingerprint through its input edge
                 ident: dict[str, Any] = {"backend": "target", "target": self.target}

@@ -9,7 +9,7 @@ from typing import Any
 
 from .base import LLMError, Request, Response
 from .limits import AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
-from .util import build_messages, effective_seed, public_url, scrub
+from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 _NOT_SENT = {"n", "stream", "seed"}
 _CONFIG_ERROR = re.compile(r"missing credentials|api[_ ]key (?:is )?(?:not set|missing|required)",
@@ -35,7 +35,8 @@ class LiteLLMBackend(AsyncAPIBackend):
 
     backend_name = "litellm"
 
-    def __init__(self, model: str, api_base: str | None = None, api_key_env: str | None = None,
+    def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None,
+                 api_key_env: str | None = None,
                  system_prompt: str | None = None, concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None, max_retries: int = 5,
                  timeout: float = 600.0, backoff_base: float = 0.5, backoff_max: float = 60.0):
@@ -44,6 +45,7 @@ class LiteLLMBackend(AsyncAPIBackend):
                          backoff_max=backoff_max)
         self.api_base = api_base
         self.api_key_env = api_key_env
+        self._given_key = api_key  # a secret: never in identity(), errors, logs or the state
         self.system_prompt = system_prompt
         self._litellm = None
         self._key: str | None = None
@@ -59,7 +61,7 @@ class LiteLLMBackend(AsyncAPIBackend):
     def _prepare(self) -> None:
         if self._litellm is None:
             self._litellm = import_litellm()
-        self._key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        self._key = api_key_from(self._given_key, self.api_key_env)
 
     async def _aclose(self) -> None:
         if self._litellm is None:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
 from .base import LLMError, Request, Response
 from .costs import token_cost
 from .limits import AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
-from .util import build_messages, effective_seed, public_url, scrub
+from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 # Providers that speak the OpenAI chat API: default api_base and API-key env var.
 OPENAI_COMPATIBLE: dict[str, tuple[str | None, str | None]] = {
@@ -50,7 +49,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
 
     backend_name = "openai_http"
 
-    def __init__(self, model: str, api_base: str | None = None,
+    def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
                  max_retries: int = 5, timeout: float = 600.0, backoff_base: float = 0.5,
@@ -66,6 +65,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         if api_key_env == "OPENAI_API_KEY" and self.provider not in (None, "openai"):
             api_key_env = default_env  # the provider's own variable unless one was named
         self.api_key_env = api_key_env
+        self._given_key = api_key  # a secret: never in identity(), errors, logs or the state
         self.system_prompt = system_prompt
         self.extra_headers = dict(extra_headers or {})
         self.url = (self.api_base if self.api_base.endswith("/chat/completions")
@@ -89,7 +89,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         if self._session is None or self._session.closed:
             import aiohttp
 
-            self._key = os.environ.get(self.api_key_env) if self.api_key_env else None
+            self._key = api_key_from(self._given_key, self.api_key_env)
             headers = {"Content-Type": "application/json", **self.extra_headers}
             if self._key:
                 headers["Authorization"] = f"Bearer {self._key}"

@@ -1,6 +1,7 @@
 """Small helpers shared by the backends: messages, seeds, stop strings, secret scrubbing."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -75,3 +76,10 @@ def public_url(url: str | None) -> str | None:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def api_key_from(api_key: str | None, api_key_env: str | None) -> str | None:
+    """The key to send: `api_key=` as given in the Dreamfile, else the variable `api_key_env` names."""
+    if api_key:
+        return api_key
+    return os.environ.get(api_key_env) if api_key_env else None

@@ -27,7 +27,9 @@ def __getattr__(name: str) -> Any:
     module = _KINDS.get(name)
     if module is None:
         raise AttributeError(f"dreammake has no rule kind {name!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    from dreammake.suggest import checked
+
+    return checked(getattr(importlib.import_module(f"{__name__}.{module}"), name), f"rules.{name}()")
 
 
 def __dir__() -> list[str]:

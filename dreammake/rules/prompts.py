@@ -16,6 +16,7 @@ generation is parsed as JSON into columns; rows that fail to parse get a `_parse
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 from dreammake.llm.handle import GENERATION_KEYS, LLM
+from dreammake.suggest import check_keywords
 
 CHUNK_ROWS = 20_000
 
@@ -43,10 +45,7 @@ class PromptStep(Action):
                  schema: Any = None, chunk_rows: int = CHUNK_ROWS, **generation: Any):
         if not isinstance(llm, LLM):
             raise TypeError(f"llm= must be a model made with llm(...), got {type(llm).__name__}")
-        unknown = set(generation) - GENERATION_KEYS
-        if unknown:
-            raise TypeError(f"unknown argument(s) {', '.join(sorted(unknown))}; generation params are "
-                            f"{', '.join(sorted(GENERATION_KEYS))}")
+        check_keywords(f"rules.{_kind_name(type(self))}()", generation, GENERATION_KEYS | _step_options(type(self)))
         self.llm = llm
         self.input_column = input_column
         self.output_column = output_column
@@ -164,6 +163,21 @@ class PromptStep(Action):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _kind_name(cls: type) -> str:
+    """`ProcessWithPrompt` → `process_with_prompt`: the `rules.*` name of a step class."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("_")
+
+
+def _step_options(cls: type) -> frozenset[str]:
+    """The named options of a prompt step class and its bases (for 'did you mean')."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(p for p in inspect.signature(init).parameters if p not in ("self", "generation", "options"))
+    return frozenset(names)
+
+
 def _jinja() -> Any:
     import jinja2
 

@@ -58,12 +58,12 @@ class Embed(Action):
 
 
 def embed(model: str = "all-minilm-l6-v2", input_column: str = "text", output_column: str = "embedding",
-          **options: Any) -> Embed:
+          batch_size: int = 64, chunk_rows: int = 10_000) -> Embed:
     """Embed `input_column` with a sentence-transformers model into `output_column` (list of float32).
 
     Example: `rules.embed(model="all-minilm-l6-v2", input_column="abstract")`.
     """
-    return Embed(model, input_column, output_column, **options)
+    return Embed(model, input_column, output_column, batch_size, chunk_rows)
 
 
 class _Index:
