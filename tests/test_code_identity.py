@@ -99,7 +99,10 @@ def test_rules_made_in_a_loop_parse_their_shared_code_once(monkeypatch):
     calls = []
     real = fingerprint.inspect.getsource
     monkeypatch.setattr(fingerprint.inspect, "getsource", lambda obj: calls.append(obj) or real(obj))
-    fns = [(lambda i: (lambda input: [{"i": i}]))(i) for i in range(500)]
+    def make(i):
+        return lambda input: [{"i": i}]
+
+    fns = [make(i) for i in range(500)]
     hashes = {fingerprint.code_hash(f) for f in fns}
     assert len(hashes) == 500  # each closure value is part of its identity
     assert len(calls) <= 2  # the shared code objects are parsed once

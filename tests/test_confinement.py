@@ -39,8 +39,8 @@ def _snapshot(root) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("out", ["../", "..", "../victim.parquet", "../victimdir/", "../victimdir/x.parquet",
-                                 "ABS/victim.parquet", "proj/../../victim.parquet", ".", "./", ".dreammake/state.duckdb",
-                                 ".dreammake/", "sub/../.dreammake/x.parquet"])
+                                 "ABS/victim.parquet", "proj/../../victim.parquet", ".", "./",
+                                 ".dreammake/state.duckdb", ".dreammake/", "sub/../.dreammake/x.parquet"])
 @pytest.mark.parametrize("command", [(), ("all",), ("clean",), ("-n",), ("status",)])
 def test_an_output_outside_the_project_is_refused(layout, out, command):
     project, parent = layout

@@ -32,7 +32,8 @@ def test_llm_rejects_unknown_options(project, call, suggestion):
      "rules.data_from_prompt() got an unknown option 'temprature' (did you mean temperature?)"),
     ("rules.shuffle(sed=1)", "rules.shuffle() got an unknown option 'sed' (did you mean seed?)"),
     ("rules.take(count=3)", "rules.take() got an unknown option 'count'"),
-    ("rules.embed(input_colum='text')", "rules.embed() got an unknown option 'input_colum' (did you mean input_column?)"),
+    ("rules.embed(input_colum='text')",
+     "rules.embed() got an unknown option 'input_colum' (did you mean input_column?)"),
     ("rules.filter_with_prompt(llm=m, instruction='Good?', input_column='x', kep=None)",
      "(did you mean keep?)"),
 ])
