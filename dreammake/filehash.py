@@ -1,26 +1,16 @@
-"""Content hashes of files and folders, cached by stat signature so unchanged files are never re-read."""
+"""Content hashes of the project's files and folders (inputs and targets), cached by stat signature in the
+state so unchanged files are never re-read. The hashing itself is `dreammake.content`'s, as for models."""
 
 from __future__ import annotations
 
 import os
 from stat import S_ISDIR
 
-import xxhash
-
+from dreammake.content import folder_digest, hash_file_bytes, walk_files
 from dreammake.state import State, stat_signature
 from dreammake.targets import CARD_FILES
 
 TEMP_MARK = ".dmtmp-"
-_CHUNK = 1 << 20
-
-
-def hash_file_bytes(path: str) -> str:
-    """xxh3-128 of a file's bytes, streamed."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Hasher:
@@ -52,10 +42,7 @@ class Hasher:
         """Hash over (relative path, content hash) of every file in a folder, or None if missing."""
         if not os.path.isdir(path):
             return None
-        h = xxhash.xxh3_128()
-        for rel, full in sorted(_walk(path)):
-            h.update(f"{rel}\0{self.file_hash(full)}\n".encode())
-        return h.hexdigest()
+        return folder_digest(_walk(path), self.file_hash)
 
     def moved(self, old_root: str, new_root: str) -> None:
         """A folder was renamed: its files keep size, mtime and inode, so their cached hashes carry over
@@ -80,16 +67,5 @@ class Hasher:
 
 
 def _walk(root: str) -> list[tuple[str, str]]:
-    out = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if TEMP_MARK in entry.name or (folder == root and entry.name in CARD_FILES):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    out.append((os.path.relpath(entry.path, root), entry.path))
-    return out
+    """A folder target's files, without temp files and its cards."""
+    return walk_files(root, lambda folder, name: TEMP_MARK in name or (folder == root and name in CARD_FILES))

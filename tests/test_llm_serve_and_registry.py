@@ -73,12 +73,16 @@ def test_backend_kind(spec, kind):
     assert backend_kind(spec) == kind
 
 
-def test_make_backend_filters_defaults(tmp_path, monkeypatch):
+def test_make_backend_takes_each_backends_options_and_refuses_others(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-key-123456")
-    t = make_backend("smollm2-135m-instruct", batch_size=4, concurrency=99, api_base="x")
+    t = make_backend("smollm2-135m-instruct", batch_size=4)
     assert isinstance(t, TransformersBackend) and t.batch_size == 4
-    lb = make_backend("anthropic/claude-3-5-haiku-latest", concurrency=3, batch_size=4)
+    with pytest.raises(TypeError, match="the transformers backend does not take: 'concurrency'"):
+        make_backend("smollm2-135m-instruct", batch_size=4, concurrency=99)
+    lb = make_backend("anthropic/claude-3-5-haiku-latest", concurrency=3)
     assert isinstance(lb, LiteLLMBackend) and lb.concurrency == 3
+    with pytest.raises(TypeError, match="'batch_size'"):
+        make_backend("anthropic/claude-3-5-haiku-latest", batch_size=4)
     assert "secret" not in str(lb.identity())
     g = make_backend("groq/llama-3.1-8b-instant")
     assert isinstance(g, OpenAIHTTPBackend) and g.api_key_env == "GROQ_API_KEY"

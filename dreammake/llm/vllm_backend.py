@@ -17,7 +17,6 @@ method, so the program that uses this backend must be importable as a module
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import os
 import threading
@@ -25,11 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dreammake.content import text_hash, weights_hash
 from dreammake.llm.base import LLMError, OnResult, Request, Response
 
-# Files up to this size are identified by their content hash, bigger ones (weights)
-# by name and size only, so that identity() stays cheap for multi-GB models.
-CONTENT_HASH_LIMIT = 64 * 1024 * 1024
 # KV cache given to the CPU engine when the caller set no memory option (SmolLM2-135M
 # needs ~46 KiB per token in float32, so 1 GiB holds ~23k tokens).
 CPU_KV_CACHE_BYTES = 1 << 30
@@ -59,29 +56,6 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def _file_identity(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    entry: dict[str, Any] = {"size": size}
-    if size <= CONTENT_HASH_LIMIT:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        entry["sha256"] = digest.hexdigest()
-    return entry
-
-
-def folder_identity(folder: Path) -> dict[str, Any]:
-    """name -> {size, sha256 for small files} for every non-hidden file under folder."""
-    files: dict[str, Any] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        files[rel.as_posix()] = _file_identity(path)
-    return files
-
-
 def _read_chat_template(folder: Path) -> str | None:
     """The chat template a tokenizer folder carries (transformers' three layouts)."""
     jinja = folder / "chat_template.jinja"
@@ -99,10 +73,6 @@ def _read_chat_template(folder: Path) -> str | None:
             if template:
                 return str(template)
     return None
-
-
-def _sha256(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class VLLMBackend:
@@ -159,15 +129,15 @@ class VLLMBackend:
         adapter = None
         if self.adapter is not None:
             adapter_dir = Path(self.adapter)
-            adapter = {"path": self.adapter, "files": folder_identity(adapter_dir)}
+            adapter = {"path": self.adapter, "weights": weights_hash(adapter_dir)}
         return {
             "backend": "vllm",
             "model": model_dir.name if model_dir is not None else self.model_path,
             # As given (not resolved), so a moved checkout keeps its fingerprints; the
             # content is pinned by "weights".
             "model_path": self.model_path,
-            "weights": folder_identity(model_dir) if model_dir is not None else None,
-            "chat_template_sha256": _sha256(template),
+            "weights": weights_hash(model_dir) if model_dir is not None else None,
+            "chat_template_hash": text_hash(template),
             "system_prompt": self.system_prompt,
             "dtype": self.dtype or "auto",
             "adapter": adapter,

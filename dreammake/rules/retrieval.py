@@ -39,6 +39,10 @@ class Embed(Action):
     def model_identity(self) -> Any:
         return embedder.identity(self.model)
 
+    def extra_inputs(self) -> list[str]:
+        """An embedder trained by this Dreamfile is an input of the rule."""
+        return embedder.target_inputs(self.model)
+
     def chunks(self, ctx: JobContext) -> Iterator[Any]:
         import pyarrow as pa
 
@@ -103,7 +107,7 @@ class RagPrompt(PromptStep):
                 "context_column": self.context_column, "embedder": embedder.identity(self.embedder_model)}
 
     def extra_inputs(self) -> list[str]:
-        return [self.documents, *super().extra_inputs()]
+        return [self.documents, *embedder.target_inputs(self.embedder_model), *super().extra_inputs()]
 
     def chunks(self, ctx: JobContext) -> Iterator[Any]:
         from dreammake.tables import read_table
@@ -152,6 +156,9 @@ class FewShotPromptWithRetrieval(FewShotPrompt):
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "embedder": embedder.identity(self.embedder_model)}
+
+    def extra_inputs(self) -> list[str]:
+        return [*super().extra_inputs(), *embedder.target_inputs(self.embedder_model)]
 
     def chunks(self, ctx: JobContext) -> Iterator[Any]:
         self._examples = self.load_examples(ctx)

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 from dreammake.paths import normalize
+from dreammake.targets import is_table_path
 
-from .data import PARQUET, check_columns, fail, schema_of, write
+from .data import check_columns, fail, schema_of, write
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -113,7 +114,7 @@ class Read(Action):
         if len(rule.inputs) != 1:
             raise DreamError(f"rule {rule.name!r}: rules.read() reads exactly one input file; the rule has "
                              f"{len(rule.inputs)}", rule.where)
-        if len(rule.outputs) != 1 or not rule.outputs[0][1].endswith(PARQUET):
+        if len(rule.outputs) != 1 or not is_table_path(rule.outputs[0][1]):
             raise DreamError(f"rule {rule.name!r}: rules.read() writes one Parquet output", rule.where)
         path = rule.inputs[0][1]
         fmt = self.format or detect_format(path)
@@ -335,7 +336,7 @@ class Rows(Action):
     def bind(self, rule: Rule) -> None:
         if rule.inputs:
             raise DreamError(f"rule {rule.name!r}: rules.rows() takes no input=", rule.where)
-        if len(rule.outputs) != 1 or not rule.outputs[0][1].endswith(PARQUET):
+        if len(rule.outputs) != 1 or not is_table_path(rule.outputs[0][1]):
             raise DreamError(f"rule {rule.name!r}: rules.rows() writes one Parquet output", rule.where)
 
     def params(self) -> dict[str, Any]:
@@ -425,7 +426,7 @@ class HFDataset(Action):
         if rule.inputs:
             raise DreamError(f"rule {rule.name!r}: rules.hf_dataset() takes no input= (a local dataset folder is "
                              "its first argument)", rule.where)
-        if len(rule.outputs) != 1 or not rule.outputs[0][1].endswith(PARQUET):
+        if len(rule.outputs) != 1 or not is_table_path(rule.outputs[0][1]):
             raise DreamError(f"rule {rule.name!r}: rules.hf_dataset() writes one Parquet output", rule.where)
 
     def params(self) -> dict[str, Any]:
