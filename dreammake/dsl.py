@@ -19,21 +19,7 @@ from typing import Any
 from dreammake.confine import OutsideProject, confine
 from dreammake.errors import DreamError
 from dreammake.paths import expand, is_folder, normalize, without_wildcards
-
-
-class TargetRef(str):
-    """A reference to another rule's output, e.g. `trained = target("models/x/")`.
-
-    It is a plain path string everywhere a path is expected; backends treat it as a model.
-    """
-
-    __slots__ = ()
-
-
-def target(path: str) -> TargetRef:
-    """Name an output of this Dreamfile so it can be used as a model or input elsewhere."""
-    return TargetRef(path)
-
+from dreammake.refs import TargetRef, target
 
 CallSite = tuple[CodeType, int]  # (code object, bytecode offset) of a `rule(...)` call
 

@@ -9,8 +9,6 @@ are enough to keep `-j N` busy. `dreammake.slurm.SlurmExecutor` reuses the same 
 
 from __future__ import annotations
 
-import functools
-import os
 import time
 from collections.abc import Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dreammake.console import Console
 from dreammake.errors import DreamError
+from dreammake.gpus import detect_gpus
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
@@ -38,21 +37,6 @@ class Summary:
 
 
 Outcome = list[TargetRecord] | DreamError  # how a job ended: its records, or its error
-
-
-@functools.lru_cache(maxsize=1)
-def detect_gpus() -> int:
-    """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch; asked once."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return 0
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 class Scheduler:

@@ -8,9 +8,7 @@ from stat import S_ISDIR
 
 from dreammake.content import folder_digest, hash_file_bytes, walk_files
 from dreammake.state import State, stat_signature
-from dreammake.targets import CARD_FILES
-
-TEMP_MARK = ".dmtmp-"
+from dreammake.targets import CARD_FILES, TEMP_MARK
 
 
 class Hasher:

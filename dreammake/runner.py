@@ -19,13 +19,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dreammake.actions import Action, JobContext, function_arguments
+from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError, JobFailed
-from dreammake.filehash import TEMP_MARK, hash_file_bytes
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
 from dreammake.state import STATE_DIR, State, TargetRecord, stat_signature
-from dreammake.tables import temp_path, to_table, write_table
-from dreammake.targets import is_table_path, remove_path, target_for
+from dreammake.tables import to_table, write_table
+from dreammake.targets import TEMP_MARK, is_table_path, remove_path, target_for, temp_path
 
 
 def output_keys(job: Job) -> list[str]:

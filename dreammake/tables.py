@@ -6,23 +6,14 @@ so a target only ever appears complete.
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from dreammake import __version__
-from dreammake.filehash import TEMP_MARK
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-
-def temp_path(path: str) -> str:
-    """A temp path in the same folder as `path` (so the final rename is atomic)."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def read_table(path: str) -> pa.Table:

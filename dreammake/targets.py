@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dreammake.filehash import Hasher
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+TEMP_MARK = ".dmtmp-"  # in the names of temp outputs: `.tweets.parquet.dmtmp-<pid>-<random>`
 CARD_MD = "README.md"
 CARD_JSON = "dreammake-card.json"
 CARD_FILES = (CARD_MD, CARD_JSON)
@@ -111,8 +113,6 @@ class CheckpointFolder(Target):
         return os.path.join(self.path, CARD_MD), os.path.join(self.path, CARD_JSON)
 
     def place(self, tmp: str) -> None:
-        from dreammake.tables import temp_path
-
         old = temp_path(self.path) + "-old"
         if os.path.lexists(self.path):
             os.rename(self.path, old)
@@ -156,6 +156,12 @@ def target_for(path: str, folder: bool | None = None) -> Target:
     if path.endswith(PARQUET_SUFFIXES):
         return ParquetTable(path)
     return FileTarget(path)
+
+
+def temp_path(path: str) -> str:
+    """A temp path in the same folder as `path` (so placing it is an atomic rename)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def is_table_path(path: str) -> bool:

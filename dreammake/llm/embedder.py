@@ -44,8 +44,8 @@ def identity(spec: str) -> dict[str, Any]:
 
 def target_inputs(spec: str) -> list[str]:
     """The input edge of an embedder built by the Dreamfile (a `target(...)`), else nothing."""
-    from dreammake.dsl import TargetRef
     from dreammake.paths import normalize
+    from dreammake.refs import TargetRef
 
     return [normalize(spec)] if isinstance(spec, TargetRef) else []
 

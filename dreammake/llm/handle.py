@@ -57,7 +57,7 @@ class LLM:
     @property
     def target(self) -> str | None:
         """The Dreamfile target this model is (a checkpoint trained earlier), if any."""
-        from dreammake.dsl import TargetRef
+        from dreammake.refs import TargetRef
 
         if isinstance(self.spec, TargetRef):
             from dreammake.paths import normalize

@@ -78,7 +78,7 @@ class TransformersBackend:
     def device(self) -> str:
         if self._want_device and self._want_device != "auto":
             return self._want_device
-        from dreammake.executor import detect_gpus  # no torch import (it costs seconds at plan time)
+        from dreammake.gpus import detect_gpus  # no torch import (it costs seconds at plan time)
 
         return "cuda" if detect_gpus() > 0 else "cpu"
 

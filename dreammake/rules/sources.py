@@ -467,7 +467,7 @@ class HFDataset(Action):
 
     def cached_identity(self) -> list[list[str]]:
         """What the cache holds for this dataset (each copy with its commit and dataset_info.json hash)."""
-        from dreammake.filehash import hash_file_bytes
+        from dreammake.content import hash_file_bytes
 
         root = self.cache_root()
         return [[v, hash_file_bytes(os.path.join(root, v, "dataset_info.json"))] for v in self.cached_versions()]
