@@ -1,3 +1,3 @@
-from dreammake.cli import run
+from dreammake.entry import run
 
 run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -125,25 +126,33 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
     jobserver = JobServer.from_environment() if not (dry_run or question) else None
     if jobs is None:
         jobs = 64 if jobserver is not None else 1
+    from dreammake.uptodate import Recorder, plan_key
+
+    recordable = not (forced or forceall or until or depfile or mode or jobserver)
+    recorder = Recorder() if recordable else None
+    key = plan_key(common["dreamfile"], targets, common["config"])
     try:
         from dreammake.project import parse_assignments
 
         limits = parse_assignments(resources, "--resources")
-        with _project(common, console, read_only=dry_run or question) as project:
+        with recorder or contextlib.nullcontext(), _project(common, console, read_only=dry_run or question) as project:
             graph = project.graph(list(targets), until)
             planner = project.planner(graph, list(forced), forceall)
             decisions = planner.plan()
+            if recorder is not None:
+                recorder.stop()  # what the check depended on is known; the build (if any) is not part of it
             stale = [d for d in decisions if d.stale and not d.job.rule.is_phony]
             if question or dry_run:
                 _allow_fast_exit()
-            if question:
-                sys.exit(1 if stale else 0)
+            if question and stale:
+                sys.exit(1)
             if dry_run:
                 _print_plan(decisions, stale)
-                return
-            if not stale:
+                if stale:
+                    return
+            elif not stale and not question:
                 console.line("done", "everything is up to date")
-            else:
+            elif stale:
                 summary = project.build(planner, decisions, jobs, keep_going, limits, max_cost, jobserver,
                                         executor)
             if depfile:
@@ -151,6 +160,9 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
         if stale:
             _report(console, summary, len(stale))
         else:
+            if recorder is not None:  # the state is closed: its signature is final
+                up = sum(1 for d in decisions if not d.job.rule.is_phony)
+                recorder.save(key, sorted(main.commands), up, planner.hashed_paths())
             _allow_fast_exit()
     except DreamError as exc:
         _fail(console, exc, debug)

@@ -7,6 +7,7 @@ Inputs may live anywhere: they are only read.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from dreammake.state import STATE_DIR
@@ -19,19 +20,29 @@ class OutsideProject(ValueError):
 def confine(path: str, root: str) -> str:
     """The target key (relative, normalised) of an output path declared in a project rooted at `root`.
 
-    Symbolic links are followed, so a folder linked to somewhere outside the project is refused too.
-    Raises OutsideProject for the project folder itself, a path outside it, or one inside `.dreammake/`.
+    Symbolic links among the folders are followed, so a folder linked to somewhere outside the project is
+    refused too. (A link as the output itself is safe: placing an output renames over the link, and removing
+    one removes the link, never what it points to.) Raises OutsideProject for the project folder itself, a
+    path outside it, or one inside `.dreammake/`.
     """
-    root = os.path.realpath(root)
-    absolute = os.path.join(root, path)
-    resolved = os.path.realpath(absolute)
+    root = _real_folder(root)
+    absolute = os.path.normpath(os.path.join(root, path))
+    folder, name = os.path.split(absolute)
+    resolved = os.path.join(_real_folder(folder), name)
     if resolved == root:
         raise OutsideProject(f"output {path!r} is the project folder itself")
-    if os.path.commonpath([resolved, root]) != root:
+    prefix = root.rstrip(os.sep) + os.sep  # (string tests: this runs once per output of every rule)
+    if not resolved.startswith(prefix):
         raise OutsideProject(f"output {path!r} resolves to {resolved}, outside the project folder {root}")
-    inside = os.path.relpath(resolved, root)
+    inside = resolved[len(prefix):]
     if inside == STATE_DIR or inside.startswith(STATE_DIR + os.sep):
         raise OutsideProject(f"output {path!r} lies in {STATE_DIR}/, which holds dreammake's own state")
     if os.path.isabs(path):
-        return os.path.relpath(os.path.normpath(absolute), root)
+        return absolute[len(prefix):] if absolute.startswith(prefix) else os.path.relpath(absolute, root)
     return path
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    """A folder with every symbolic link resolved (memoised: rules made in a loop share their folders)."""
+    return os.path.realpath(folder)

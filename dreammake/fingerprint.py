@@ -73,6 +73,7 @@ def hash_data(obj: Any) -> str:
 
 _function_cache: dict[int, tuple[Any, str]] = {}  # id(function) -> (function, hash); the function is kept alive
 _source_cache: dict[Any, tuple[str, frozenset[str], frozenset[tuple[str, str]]]] = {}  # code object -> parsed source
+_shared_cache: dict[tuple[Any, int], str] = {}  # (code, id(globals)) -> hash, for functions without closure/defaults
 
 
 class _StripDocstrings(ast.NodeTransformer):
@@ -135,6 +136,12 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
     cached = _function_cache.get(id(fn))
     if cached is not None and cached[0] is fn:
         return cached[1]
+    shared = (code, id(fn.__globals__)) if not fn.__closure__ and not fn.__defaults__ else None
+    if shared is not None:  # functions made in a loop over one code object: what they read is the same
+        result = _shared_cache.get(shared)
+        if result is not None:
+            _function_cache[id(fn)] = (fn, result)
+            return result
     module = getattr(fn, "__module__", None) or ""
     if module not in _LOCAL_MODULES and not is_project_file(code.co_filename):
         result = digest(f"{module}.{fn.__qualname__}@{_package_version(module)}")
@@ -160,6 +167,8 @@ def code_hash(fn: Callable[..., Any], _seen: frozenset[int] = frozenset()) -> st
             parts.append(f"{name}={part}")
     result = digest("\n".join(parts))
     _function_cache[id(fn)] = (fn, result)
+    if shared is not None:
+        _shared_cache[shared] = result
     return result
 
 

@@ -66,6 +66,10 @@ class Planner:
         value = self._hashes[path] = self.hasher.content_hash(path)
         return value
 
+    def hashed_paths(self) -> list[str]:
+        """Every input and output path whose content this planner looked at."""
+        return list(self._hashes)
+
     def set_hash(self, path: str, value: str | None) -> None:
         """Tell the planner the new content hash of a just-built output."""
         self._hashes[path] = value
