@@ -1,29 +1,43 @@
-"""The row-level LLM cache in the project's DuckDB (`llm_cache` table).
+"""The row-level LLM cache: its own DuckDB file, `.dreammake/cache.duckdb` (`llm_cache` table).
 
 Key = xxh3-128 over (model identity, rendered messages, generation params, seed, sample
 index). A prompt rule looks up all its keys in one query and sends only the misses to
-the model; results are committed in small batches as they arrive, so a killed run
-loses at most the rows in flight. Copying `.dreammake/` shares every result.
+the model. Every response is first appended to the job's spool (`.dreammake/spool/`, see
+`dreammake.llm.spool`); the cache ingests spools when a generation commits and when the cache
+opens, remembering how far it read each one (`spool_offsets`). So a killed run loses only the
+requests in flight, and a damaged cache file is rebuilt from the spools (`rebuild`). Copying
+`.dreammake/` shares every result.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import xxhash
 
+from dreammake.errors import DreamError
 from dreammake.fingerprint import canonical
+from dreammake.llm import spool
+from dreammake.state import damage_error, is_damage, set_aside
 
+CACHE_FILE = "cache.duckdb"
+SPOOL_DIR = "spool"
+REBUILD_HINT = "run `dreammake cache rebuild` to rebuild it from the spools in .dreammake/spool/"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
     key VARCHAR PRIMARY KEY, model VARCHAR, text VARCHAR, finish_reason VARCHAR,
     prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd DOUBLE, latency_s DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS spool_offsets (file VARCHAR PRIMARY KEY, "offset" BIGINT);
 """
-COLUMNS = ("key", "model", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+COLUMNS = spool.FIELDS  # the llm_cache columns a spool record fills (created_at is the ingestion time)
+COMMIT_EVERY_S = 5.0  # the spool already keeps every row; commits only bound what the next start ingests
+_INGEST = threading.Lock()  # one ingestion at a time: concurrent INSERTs of the same keys would conflict
 
 
 def _arrow_types() -> list[tuple[str, Any]]:
@@ -31,6 +45,92 @@ def _arrow_types() -> list[tuple[str, Any]]:
 
     kinds = [pa.string()] * 4 + [pa.int32()] * 2 + [pa.float64()] * 2
     return list(zip(COLUMNS, kinds))
+
+
+def _to_arrow(relation: Any) -> Any:
+    to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow  # DuckDB 2 renamed arrow()
+    return to_arrow()
+
+
+def open_cache(state_dir: Path, legacy: Any = None) -> Any:
+    """Connect to the cache file (schema ensured), move in the rows of an old `llm_cache` table of the
+    state database (`legacy`, a connection), and ingest every spool. A damaged file is a DreamError."""
+    import duckdb
+
+    path = state_dir / CACHE_FILE
+    try:
+        db = duckdb.connect(str(path))
+        db.execute(SCHEMA)
+        if legacy is not None:
+            _migrate(db, legacy)
+        ingest_all(db, state_dir / SPOOL_DIR)
+    except Exception as exc:
+        if is_damage(exc):
+            raise damage_error(path, exc, REBUILD_HINT) from None
+        raise
+    return db
+
+
+def _migrate(db: Any, legacy: Any) -> None:
+    """Copy the rows of the state database's `llm_cache` table (older layout) here, then drop it there."""
+    table = _to_arrow(legacy.sql(f"SELECT {', '.join(COLUMNS)}, created_at FROM llm_cache"))
+    db.register("legacy_rows", table)
+    try:
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at) SELECT * FROM legacy_rows")
+    finally:
+        db.unregister("legacy_rows")
+    legacy.execute("DROP TABLE llm_cache")
+
+
+def ingest(db: Any, path: str) -> int:
+    """Add the spool's records written since the last ingestion (existing keys are kept); returns the count."""
+    name = os.path.basename(path)
+    with _INGEST:
+        row = db.execute('SELECT "offset" FROM spool_offsets WHERE file = ?', [name]).fetchall()
+        offset = row[0][0] if row else 0
+        try:
+            records, end = spool.read(path, offset)
+        except FileNotFoundError:
+            return 0
+        if end == offset:
+            return 0
+        import pyarrow as pa
+
+        batch = pa.table({name_: pa.array([r.get(name_) for r in records], kind) for name_, kind in _arrow_types()})
+        db.execute("BEGIN")
+        try:
+            if records:
+                db.register("new_rows", batch)
+                try:
+                    db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
+                finally:
+                    db.unregister("new_rows")
+            db.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?)", [name, end])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(records)
+
+
+def ingest_all(db: Any, folder: Path) -> int:
+    """Ingest every spool in `folder`; returns the records added."""
+    return sum(ingest(db, path) for path in spool.files(str(folder)))
+
+
+def rebuild(state_dir: Path) -> tuple[int, str | None]:
+    """A fresh cache file from the spools (the old file is kept as `cache.duckdb.damaged`).
+    Returns (rows ingested, where the old file went)."""
+    import duckdb
+
+    path = state_dir / CACHE_FILE
+    kept = set_aside(path)
+    db = duckdb.connect(str(path))
+    try:
+        db.execute(SCHEMA)
+        return ingest_all(db, state_dir / SPOOL_DIR), kept
+    finally:
+        db.close()
 
 
 class KeyMaker:
@@ -54,12 +154,12 @@ class KeyMaker:
 
 
 class RowCache:
-    """Reads and writes cached generations through its own DuckDB cursor (one per job thread)."""
+    """Reads cached generations and spools new ones for one job, through its own cursor (one per job thread)."""
 
-    def __init__(self, db: Any):
+    def __init__(self, db: Any, spool_path: str):
         self.db = db.cursor()
-        self.db.execute(SCHEMA)
-        self._pending: list[tuple[Any, ...]] = []
+        self.spool_path = spool_path
+        self._spool = spool.SpoolWriter(spool_path)
         self._lock = threading.Lock()
         self._last_commit = time.monotonic()
 
@@ -71,45 +171,43 @@ class RowCache:
         relation = self.db.sql(
             "SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1) AS i) w"
             " LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i", params={"keys": list(keys)})
-        to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow  # DuckDB 2 renamed arrow()
-        return to_arrow()
+        return _to_arrow(relation)
 
     def add(self, key: str, model: str, response: Any) -> None:
-        """Queue one result; it is committed with the next batch."""
+        """Append one result to the spool at once; the cache ingests it at the next commit."""
+        record = {"key": key, "model": model, "text": response.text, "finish_reason": response.finish_reason,
+                  "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
+                  "cost_usd": response.cost_usd, "latency_s": response.latency_s}
         with self._lock:
-            self._pending.append((key, model, response.text, response.finish_reason, response.prompt_tokens,
-                                  response.completion_tokens, response.cost_usd, response.latency_s))
+            self._spool.append(record)
 
-    def commit_if_due(self, every_rows: int = 10_000, every_s: float = 0.5) -> None:
-        """Commit queued results every half second (a DuckDB commit costs tens of ms), or when many gather."""
-        if len(self._pending) >= every_rows or (self._pending and time.monotonic() - self._last_commit >= every_s):
+    def commit_if_due(self, every_s: float = COMMIT_EVERY_S) -> None:
+        """Commit now and then (a DuckDB commit costs tens of ms; the spool already holds every row)."""
+        if time.monotonic() - self._last_commit >= every_s:
             self.commit()
 
     def commit(self) -> None:
-        """Write every queued result (one transaction, one Arrow batch: ~1 µs a row)."""
-        with self._lock:
-            rows, self._pending = self._pending, []
-        if not rows:
-            return
-        import pyarrow as pa
-
-        batch = pa.table({name: pa.array([r[i] for r in rows], kind) for i, (name, kind) in enumerate(_arrow_types())})
-        self.db.register("new_rows", batch)
+        """Ingest what this job's spool gained since the last commit (one transaction)."""
         try:
-            self.db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
-        finally:
-            self.db.unregister("new_rows")
+            ingest(self.db, self.spool_path)
+        except Exception as exc:
+            if is_damage(exc):
+                raise DreamError(f"the row cache cannot be written ({' '.join(str(exc).split())[:160]}); the "
+                                 f"responses are kept in {self.spool_path}", hint=REBUILD_HINT) from None
+            raise
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
-        """Commit what is left and release the cursor."""
-        self.commit()
-        self.db.close()
+        """Commit what is left and release the spool and the cursor."""
+        try:
+            self.commit()
+        finally:
+            self._spool.close()
+            self.db.close()
 
 
 def stats(db: Any) -> dict[str, Any]:
     """Totals for `dreammake cache stats`."""
-    db.execute(SCHEMA)
     rows = db.execute("SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
                       " FROM llm_cache GROUP BY model ORDER BY 2 DESC").fetchall()
     return {"entries": sum(r[1] for r in rows),
@@ -119,7 +217,6 @@ def stats(db: Any) -> dict[str, Any]:
 
 def prune(db: Any, older_than_days: float | None = None, model: str | None = None) -> int:
     """Delete cached rows older than N days and/or of one model (identity hash prefix); returns the count."""
-    db.execute(SCHEMA)
     clauses, params = [], []
     if older_than_days is not None:
         clauses.append("created_at < now() - to_seconds(?)")
@@ -135,14 +232,12 @@ def prune(db: Any, older_than_days: float | None = None, model: str | None = Non
 
 def export(db: Any, path: str) -> int:
     """Write the whole cache to a Parquet file (to share or archive); returns the row count."""
-    db.execute(SCHEMA)
     db.execute(f"COPY llm_cache TO '{_quote(path)}' (FORMAT parquet)")
     return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0])
 
 
 def import_rows(db: Any, path: str) -> int:
     """Merge a cache exported with `export` (existing keys are kept); returns the rows added."""
-    db.execute(SCHEMA)
     before = db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0]
     db.execute(f"INSERT OR IGNORE INTO llm_cache SELECT * FROM read_parquet('{_quote(path)}')")
     return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0] - before)
