@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dreammake.actions import Action, JobContext, function_arguments
+from dreammake.adopt import write_marker
 from dreammake.errors import DreamError, JobFailed
 from dreammake.filehash import TEMP_MARK, hash_file_bytes
 from dreammake.graph import Job
@@ -246,7 +247,7 @@ class JobRunner(ActionRunner):
         with job_failures(job):
             for key, (_, path) in zip(output_keys(job), job.outputs):
                 rows, data_hash = output.outputs[key]
-                content_hash, size = self._place(path, temps[key], data_hash)
+                content_hash, size = self._place(path, temps[key], data_hash, job.rule.name, decision.fingerprint)
                 records.append(TargetRecord(path, job.rule.name, decision.fingerprint,
                                             dict(decision.components or {}), content_hash, data_hash, size, rows,
                                             built_at, output.duration_s, run_id, dict(output.stats)))
@@ -254,7 +255,8 @@ class JobRunner(ActionRunner):
             shutil.rmtree(output.work_dir, ignore_errors=True)
         return records
 
-    def _place(self, path: str, tmp: str, new_data_hash: str | None) -> tuple[str, int]:
+    def _place(self, path: str, tmp: str, new_data_hash: str | None, rule: str,
+               fingerprint: str) -> tuple[str, int]:
         """Rename tmp over path, unless path already holds the same content (then keep it untouched)."""
         planner = self.planner
         record = planner.records.get(path)
@@ -269,8 +271,11 @@ class JobRunner(ActionRunner):
                 (new_data_hash is not None and new_data_hash == record[2]) or new_hash == current)
             if same:
                 _remove(tmp)
+                if folder:
+                    write_marker(path, rule, fingerprint, current)
                 return current, _size(path)
         if folder:
+            write_marker(tmp, rule, fingerprint, new_hash)
             old = temp_path(path) + "-old"
             if os.path.lexists(path):
                 os.rename(path, old)

@@ -2,8 +2,9 @@
 
 A folder target (a checkpoint) gets `README.md` and `dreammake-card.json` inside it; a file
 target such as `targets/tweets.parquet` gets `targets/tweets.README.md` and
-`targets/tweets.dreammake-card.json` beside it. This module only holds these names, so the
-engine can import it without loading Jinja.
+`targets/tweets.dreammake-card.json` beside it. A folder target also holds `dreammake-target.json`,
+the build it came from (see `dreammake.adopt`). This module only holds these names, so the engine
+can import it without loading Jinja.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 
 CARD_MD = "README.md"
 CARD_JSON = "dreammake-card.json"
-CARD_FILES = (CARD_MD, CARD_JSON)
+TARGET_MARKER = "dreammake-target.json"
+CARD_FILES = (CARD_MD, CARD_JSON, TARGET_MARKER)  # files dreammake adds to a folder target: not its content
 
 
 def card_paths(target: str) -> tuple[str, str]:
@@ -23,4 +25,4 @@ def card_paths(target: str) -> tuple[str, str]:
     return f"{stem}.{CARD_MD}", f"{stem}.{CARD_JSON}"
 
 
-__all__ = ["CARD_FILES", "CARD_JSON", "CARD_MD", "card_paths"]
+__all__ = ["CARD_FILES", "CARD_JSON", "CARD_MD", "TARGET_MARKER", "card_paths"]
