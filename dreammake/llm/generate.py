@@ -123,8 +123,11 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
         advance(1)
 
     watcher = _forward(ctx.cancel, cancel)
+    backend = model.backend()
+    if hasattr(backend, "notify"):  # API backends say when answers are long in coming
+        backend.notify = lambda text: ctx.log(f"rule {rule.name!r}: {text}")
     try:
-        model.backend().generate(requests, on_result, cancel)
+        backend.generate(requests, on_result, cancel)
     except LLMError as exc:
         raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
     finally:
