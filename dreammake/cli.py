@@ -393,3 +393,8 @@ from dreammake.cli_cards import COMMANDS  # noqa: E402 - these commands use comm
 
 for _command in COMMANDS:
     main.add_command(_command)
+
+from dreammake.cli_state import cache_rebuild, state_group  # noqa: E402 - the recovery commands
+
+main.add_command(state_group)
+cache_group.add_command(cache_rebuild)

@@ -118,9 +118,9 @@ def ingest_all(db: Any, folder: Path) -> int:
     return sum(ingest(db, path) for path in spool.files(str(folder)))
 
 
-def rebuild(state_dir: Path) -> tuple[int, str | None]:
-    """A fresh cache file from the spools (the old file is kept as `cache.duckdb.damaged`).
-    Returns (rows ingested, where the old file went)."""
+def rebuild(state_dir: Path) -> tuple[int, int, str | None]:
+    """A fresh cache file from the spools, plus the rows of the old file that can still be read (it is kept
+    as `cache.duckdb.damaged`). Returns (rows from spools, further rows salvaged, where the old file went)."""
     import duckdb
 
     path = state_dir / CACHE_FILE
@@ -128,9 +128,30 @@ def rebuild(state_dir: Path) -> tuple[int, str | None]:
     db = duckdb.connect(str(path))
     try:
         db.execute(SCHEMA)
-        return ingest_all(db, state_dir / SPOOL_DIR), kept
+        from_spools = ingest_all(db, state_dir / SPOOL_DIR)
+        return from_spools, _salvage(db, kept) if kept else 0, kept
     finally:
         db.close()
+
+
+def _salvage(db: Any, old: str) -> int:
+    """Copy the readable rows of an old cache file (none when it cannot be read at all)."""
+    before = db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0]
+    try:
+        db.execute(f"ATTACH '{_quote(old)}' AS old (READ_ONLY)")
+    except Exception as exc:
+        if is_damage(exc) or type(exc).__name__ == "BinderException":
+            return 0
+        raise
+    try:
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at)"
+                   f" SELECT {', '.join(COLUMNS)}, created_at FROM old.llm_cache")
+    except Exception as exc:
+        if not is_damage(exc) and type(exc).__name__ != "CatalogException":
+            raise
+    finally:
+        db.execute("DETACH old")
+    return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0] - before)
 
 
 class KeyMaker:
