@@ -84,33 +84,41 @@ def _migrate(db: Any, legacy: Any) -> None:
 
 def ingest(db: Any, path: str) -> int:
     """Add the spool's records written since the last ingestion (existing keys are kept); returns the count."""
-    name = os.path.basename(path)
     with _INGEST:
-        row = db.execute('SELECT "offset" FROM spool_offsets WHERE file = ?', [name]).fetchall()
-        offset = row[0][0] if row else 0
+        offset = _offset(db, os.path.basename(path))
         try:
             records, end = spool.read(path, offset)
         except FileNotFoundError:
             return 0
-        if end == offset:
-            return 0
-        import pyarrow as pa
-
-        batch = pa.table({name_: pa.array([r.get(name_) for r in records], kind) for name_, kind in _arrow_types()})
-        db.execute("BEGIN")
-        try:
-            if records:
-                db.register("new_rows", batch)
-                try:
-                    db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
-                finally:
-                    db.unregister("new_rows")
-            db.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?)", [name, end])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if end != offset:
+            _insert(db, [tuple(r.get(name) for name in COLUMNS) for r in records], path, end)
         return len(records)
+
+
+def _offset(db: Any, name: str) -> int:
+    row = db.execute('SELECT "offset" FROM spool_offsets WHERE file = ?', [name]).fetchall()
+    return row[0][0] if row else 0
+
+
+def _insert(db: Any, rows: list[tuple[Any, ...]], spool_path: str, end: int) -> None:
+    """Insert rows (existing keys kept) and mark the spool ingested up to byte `end`, in one transaction."""
+    import pyarrow as pa
+
+    db.execute("BEGIN")
+    try:
+        if rows:
+            kinds = enumerate(_arrow_types())
+            batch = pa.table({name: pa.array([r[i] for r in rows], kind) for i, (name, kind) in kinds})
+            db.register("new_rows", batch)
+            try:
+                db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
+            finally:
+                db.unregister("new_rows")
+        db.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?)", [os.path.basename(spool_path), end])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def ingest_all(db: Any, folder: Path) -> int:
@@ -175,14 +183,19 @@ class KeyMaker:
 
 
 class RowCache:
-    """Reads cached generations and spools new ones for one job, through its own cursor (one per job thread)."""
+    """Reads cached generations and spools new ones for one job, through its own cursor (one per job thread).
+
+    It is its spool file's only writer: a commit inserts the rows it spooled (kept in memory, not
+    read back) and marks the file ingested up to its end."""
 
     def __init__(self, db: Any, spool_path: str):
         self.db = db.cursor()
         self.spool_path = spool_path
         self._spool = spool.SpoolWriter(spool_path)
+        self._pending: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._last_commit = time.monotonic()
+        self._guard(ingest, self.db, spool_path)  # rows some earlier process spooled but never committed
 
     def lookup(self, keys: Sequence[str]) -> Any:
         """The cached text of every key, in order, as an Arrow table (text, finish_reason); nulls are misses.
@@ -195,28 +208,37 @@ class RowCache:
         return _to_arrow(relation)
 
     def add(self, key: str, model: str, response: Any) -> None:
-        """Append one result to the spool at once; the cache ingests it at the next commit."""
-        record = {"key": key, "model": model, "text": response.text, "finish_reason": response.finish_reason,
-                  "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
-                  "cost_usd": response.cost_usd, "latency_s": response.latency_s}
+        """Append one result to the spool at once; it enters the cache with the next commit."""
+        row = (key, model, response.text, response.finish_reason, response.prompt_tokens,
+               response.completion_tokens, response.cost_usd, response.latency_s)
         with self._lock:
-            self._spool.append(record)
+            self._spool.append(dict(zip(COLUMNS, row)))
+            self._pending.append(row)
 
     def commit_if_due(self, every_s: float = COMMIT_EVERY_S) -> None:
         """Commit now and then (a DuckDB commit costs tens of ms; the spool already holds every row)."""
-        if time.monotonic() - self._last_commit >= every_s:
+        if self._pending and time.monotonic() - self._last_commit >= every_s:
             self.commit()
 
     def commit(self) -> None:
-        """Ingest what this job's spool gained since the last commit (one transaction)."""
+        """Write the rows spooled since the last commit (one transaction, one Arrow batch: ~1 µs a row)."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            end = self._spool.end
+        if rows:
+            with _INGEST:
+                self._guard(_insert, self.db, rows, self.spool_path, end)
+        self._last_commit = time.monotonic()
+
+    def _guard(self, fn: Any, *args: Any) -> None:
         try:
-            ingest(self.db, self.spool_path)
+            fn(*args)
         except Exception as exc:
             if is_damage(exc):
-                raise DreamError(f"the row cache cannot be written ({' '.join(str(exc).split())[:160]}); the "
-                                 f"responses are kept in {self.spool_path}", hint=REBUILD_HINT) from None
+                reason = " ".join(str(exc).split())[:160]
+                raise DreamError(f"the row cache cannot be read or written ({reason}); responses are kept in"
+                                 f" {os.path.relpath(self.spool_path)}", hint=REBUILD_HINT) from None
             raise
-        self._last_commit = time.monotonic()
 
     def close(self) -> None:
         """Commit what is left and release the spool and the cursor."""

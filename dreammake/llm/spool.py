@@ -21,14 +21,17 @@ from collections.abc import Iterator
 from typing import Any
 
 SUFFIX = ".jsonl"
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps(**kw) is not
 FIELDS = ("key", "model", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
 
 
 class SpoolWriter:
-    """Appends records to one spool file (created on the first append)."""
+    """Appends records to one spool file (created on the first append). `end` is the file's size after
+    the last append (valid while this is the file's only writer)."""
 
     def __init__(self, path: str):
         self.path = path
+        self.end = 0
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -36,17 +39,19 @@ class SpoolWriter:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            os.write(fd, b"\n")  # end a line torn by a crash, so it cannot merge with the next one
+            size += os.write(fd, b"\n")  # end a line torn by a crash, so it cannot merge with the next one
+        self.end = size
         return fd
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record as one line, straight to the OS (it survives SIGKILL of this process)."""
         if self._fd is None:
             self._fd = self._open()
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        data = (_ENCODE(record) + "\n").encode()
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
+        self.end += len(data)
 
     def close(self) -> None:
         """Close the file (appending again reopens it)."""
