@@ -29,7 +29,8 @@ def state_rebuild(targets: tuple[str, ...], **common: Any) -> None:
     """Set the state file aside (state.duckdb.damaged) and start a fresh one that adopts every existing
     target of TARGETS (default: `all`, else every final target) whose build metadata matches its plan.
     The row cache is kept; jobs that remain stale rerun on the next build."""
-    console = Console(debug=common["debug"])
+    debug = common["debug"]
+    console = Console(debug=debug)
     try:
         with _project(common, console) as project:
             kept = project.state.set_aside()
@@ -40,7 +41,7 @@ def state_rebuild(targets: tuple[str, ...], **common: Any) -> None:
         console.line("done", f"fresh state: {planner.adopted_total} target(s) adopted, {len(stale)} job(s) left"
                              f" to run{where}")
     except DreamError as exc:
-        _fail(console, exc, common["debug"])
+        _fail(console, exc, debug)
 
 
 @click.command("rebuild")

@@ -12,6 +12,7 @@ it. A damaged state file is one clear error naming `dreammake state rebuild`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import json
@@ -102,6 +103,7 @@ def _guarded(method: F) -> F:
             return method(self, *args, **kwargs)
         except Exception as exc:
             if is_damage(exc):
+                self._drop_connection()
                 raise damage_error(self.dir / STATE_FILE, exc, REBUILD_HINT) from None
             raise
 
@@ -258,14 +260,24 @@ class State:
         import duckdb
 
         self.snapshot.discard()  # from here on the database may change under the snapshot
+        db = None
         try:
             db = duckdb.connect(str(self.dir / STATE_FILE))
             db.execute(_SCHEMA)
         except duckdb.Error as exc:
+            if db is not None:
+                db.close()  # or the process keeps the damaged database open under this path
             if is_damage(exc):
                 raise
             raise DreamError(f"cannot open {self.dir / STATE_FILE}: {exc}") from None
         return db
+
+    def _drop_connection(self) -> None:
+        """Close a connection to a damaged file (DuckDB would hand the same instance to the next connect)."""
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
 
     @property
     def cache_db(self) -> Any:

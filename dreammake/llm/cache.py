@@ -58,6 +58,7 @@ def open_cache(state_dir: Path, legacy: Any = None) -> Any:
     import duckdb
 
     path = state_dir / CACHE_FILE
+    db = None
     try:
         db = duckdb.connect(str(path))
         db.execute(SCHEMA)
@@ -65,6 +66,8 @@ def open_cache(state_dir: Path, legacy: Any = None) -> Any:
             _migrate(db, legacy)
         ingest_all(db, state_dir / SPOOL_DIR)
     except Exception as exc:
+        if db is not None:
+            db.close()  # or the process keeps the damaged database open under this path
         if is_damage(exc):
             raise damage_error(path, exc, REBUILD_HINT) from None
         raise
