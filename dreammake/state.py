@@ -288,19 +288,28 @@ class State:
                 if self._cache_db is None:
                     from dreammake.llm.cache import open_cache
 
-                    self._cache_db = open_cache(self.dir, self._legacy_cache())
+                    legacy = self._legacy_cache()
+                    try:
+                        self._cache_db = open_cache(self.dir, legacy)
+                    finally:
+                        if legacy is not None:
+                            legacy.close()
         return self._cache_db
 
     def _legacy_cache(self) -> Any:
-        """The state connection when it still holds the row cache (the layout before cache.duckdb), else None.
-        A damaged state never stops the cache from opening."""
+        """A cursor on the state database when it still holds the row cache (the layout before cache.duckdb),
+        else None. A damaged state never stops the cache from opening."""
         if not (self.dir / STATE_FILE).exists():
             return None
         try:
-            found = self.db.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'llm_cache'").fetchall()
+            cursor = self.db.cursor()  # (called from a job thread: never share the main thread's connection)
         except DreamError:
             return None
-        return self.db if found[0][0] else None
+        found = cursor.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'llm_cache'").fetchall()
+        if found[0][0]:
+            return cursor
+        cursor.close()
+        return None
 
     def set_aside(self) -> str | None:
         """Move the state file away (to `state.duckdb.damaged`) before it is opened; returns where it went."""

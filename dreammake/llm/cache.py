@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,17 +198,16 @@ class RowCache:
         self._pending: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._last_commit = time.monotonic()
-        self._guard(ingest, self.db, spool_path)  # rows some earlier process spooled but never committed
+        self._guard(lambda: ingest(self.db, spool_path))  # rows an earlier process spooled but never committed
 
     def lookup(self, keys: Sequence[str]) -> Any:
         """The cached text of every key, in order, as an Arrow table (text, finish_reason); nulls are misses.
 
         Keys go in as one list parameter: registering an Arrow table would make DuckDB import
         pandas (~0.6 s) on first use."""
-        relation = self.db.sql(
-            "SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1) AS i) w"
-            " LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i", params={"keys": list(keys)})
-        return _to_arrow(relation)
+        query = ("SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1)"
+                 " AS i) w LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i")
+        return self._guard(lambda: _to_arrow(self.db.sql(query, params={"keys": list(keys)})))
 
     def add(self, key: str, model: str, response: Any) -> None:
         """Append one result to the spool at once; it enters the cache with the next commit."""
@@ -230,12 +229,13 @@ class RowCache:
             end = self._spool.end
         if rows:
             with _INGEST:
-                self._guard(_insert, self.db, rows, self.spool_path, end)
+                self._guard(lambda: _insert(self.db, rows, self.spool_path, end))
         self._last_commit = time.monotonic()
 
-    def _guard(self, fn: Any, *args: Any) -> None:
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        """fn(), with an error from a damaged cache file turned into a DreamError naming the recovery."""
         try:
-            fn(*args)
+            return fn()
         except Exception as exc:
             if is_damage(exc):
                 reason = " ".join(str(exc).split())[:160]
