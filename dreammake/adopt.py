@@ -51,8 +51,8 @@ def check(path: str, fingerprint: str, content_hash: str) -> Adopted | None:
     if path.endswith(PARQUET):
         from dreammake.tables import build_info
 
-        info = build_info(path)
-        if info is None or info.fingerprint != fingerprint:
+        info = build_info(path, fingerprint)
+        if info is None:
             return None
         return Adopted(info.data_hash, info.rows)
     return None

@@ -177,11 +177,11 @@ class BuildInfo:
     rows: int
 
 
-def build_info(path: str) -> BuildInfo | None:
+def build_info(path: str, fingerprint: str | None = None) -> BuildInfo | None:
     """The build metadata of a Parquet target, when its bytes are verified intact (the body hash in
-    its footer matches); None for files without it, or changed since they were written."""
-    import pyarrow.parquet as pq
-
+    its footer matches); None for files without it, or changed since they were written. With
+    `fingerprint`, None unless that is the build's fingerprint (checked on the raw footer first,
+    without importing pyarrow: a plan after an edit asks this of every job the edit made stale)."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -192,6 +192,12 @@ def build_info(path: str) -> BuildInfo | None:
             body = size - 8 - footer_len
             if magic != b"PAR1" or body < 4:
                 return None
+            if fingerprint is not None:
+                f.seek(body)
+                if fingerprint.encode() not in f.read(footer_len):  # key-value metadata is stored raw
+                    return None
+            import pyarrow.parquet as pq
+
             meta = pq.read_metadata(f)
             kv = meta.metadata or {}
             fields = [kv.get(k) for k in (b"dreammake.rule", b"dreammake.fingerprint", b"dreammake.data_hash",
@@ -209,6 +215,6 @@ def build_info(path: str) -> BuildInfo | None:
                 left -= len(chunk)
     except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
         return None
-    if digest.hexdigest() != fields[3].decode():
+    if digest.hexdigest() != fields[3].decode() or fingerprint not in (None, fields[1].decode()):
         return None
     return BuildInfo(fields[0].decode(), fields[1].decode(), fields[2].decode(), meta.num_rows)
