@@ -172,7 +172,7 @@ class Planner:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         rule = decision.job.rule.name
         for path, current, adopted in found:
-            size = os.path.getsize(path) if os.path.isfile(path) else 0
+            size = os.path.getsize(path) if os.path.isfile(path) else 0  # (a folder's size is informational)
             self.adopted.append(TargetRecord(path, rule, decision.fingerprint, dict(decision.components or {}),
                                              current, adopted.data_hash, size, adopted.rows, now))
             self.records[path] = (decision.fingerprint, current, adopted.data_hash)

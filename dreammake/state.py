@@ -32,8 +32,7 @@ SCHEMA_VERSION = "1"
 REBUILD_HINT = "run `dreammake state rebuild` to make a fresh state that adopts the existing targets (the row" \
                " cache is kept)"
 # DuckDB errors that mean the file itself is unreadable (truncated, overwritten, not a database)
-_DAMAGE = ("IOException", "InternalException", "SerializationException", "FatalException", "CorruptionException",
-)
+_DAMAGE = ("IOException", "InternalException", "SerializationException", "FatalException", "CorruptionException")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);

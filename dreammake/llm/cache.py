@@ -90,6 +90,8 @@ def ingest(db: Any, path: str) -> int:
     with _INGEST:
         offset = _offset(db, os.path.basename(path))
         try:
+            if offset > os.path.getsize(path):
+                offset = 0  # the spool was deleted and started again
             records, end = spool.read(path, offset)
         except FileNotFoundError:
             return 0
