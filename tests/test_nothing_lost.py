@@ -263,3 +263,18 @@ rule("answers", input="t/q.parquet", output="t/a.parquet", run=rules.prompt(llm=
                     leaks.append(os.path.relpath(os.path.join(folder, name), project.root))
     assert leaks == []
     assert b"base=http://***@127.0.0.1" in (project.root / "report.html").read_bytes()
+
+
+@pytest.mark.parametrize(("line", "scrubbed"), [
+    ("dreammake --config base=http://me:pa55word@host:8100/v1", "dreammake --config base=http://***@host:8100/v1"),
+    ("dreammake --config api_key=abc123 --config n=5", "dreammake --config api_key=*** --config n=5"),
+    ("dreammake --config password=hunter2", "dreammake --config password=***"),
+    ("dreammake --token abc123 -j 4 t/x.parquet", "dreammake --token *** -j 4 t/x.parquet"),
+    ("dreammake --config url=http://h/v1?secret=zzz&x=1", "dreammake --config url=http://h/v1?secret=***&x=1"),
+    ("dreammake --config note=sk-abcdefgh12345", "dreammake --config note=***"),
+    ("dreammake --config input_column=q -n", "dreammake --config input_column=q -n"),
+])
+def test_command_lines_are_scrubbed(line, scrubbed):
+    from dreammake.cards.secrets import scrub_command
+
+    assert scrub_command(line) == scrubbed

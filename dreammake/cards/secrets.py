@@ -36,7 +36,7 @@ def redact(text: str) -> str:
 
 
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")  # scheme://user:password@host
-_ASSIGNED = re.compile(r"(?<![\w.-])([A-Za-z0-9_.-]+)=([^\s&;,]+)")  # name=value, also in URL queries
+_ASSIGNED = re.compile(r"(?<![\w.-])([A-Za-z0-9_.-]+)=([^\s&;,?]+)")  # name=value, also in URL queries
 _OPTION = re.compile(r"(?<!\S)(--?([A-Za-z0-9_-]+)\s+)([^-\s]\S*)")  # --name value
 
 
@@ -45,6 +45,6 @@ def scrub_command(text: str) -> str:
     `--token X`), key-looking strings and credentials from the environment become `***`."""
     text = redact(text)
     text = _USERINFO.sub(r"\1***@", text)
-    text = KEY_PATTERNS.sub("***", text)
     text = _ASSIGNED.sub(lambda m: f"{m.group(1)}=***" if is_secret(m.group(1)) else m.group(0), text)
-    return _OPTION.sub(lambda m: f"{m.group(1)}***" if is_secret(m.group(2)) else m.group(0), text)
+    text = _OPTION.sub(lambda m: f"{m.group(1)}***" if is_secret(m.group(2)) else m.group(0), text)
+    return KEY_PATTERNS.sub(lambda m: m.group(0) if m.group(0).endswith("=***") else "***", text)
