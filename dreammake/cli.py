@@ -301,7 +301,7 @@ def clean(targets: tuple[str, ...], **common: Any) -> None:
 
 @main.group("cache")
 def cache_group() -> None:
-    """Inspect and manage the LLM row cache (.dreammake/state.duckdb, table llm_cache)."""
+    """Inspect and manage the LLM row cache (.dreammake/cache.duckdb, table llm_cache)."""
 
 
 def _with_state(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -334,7 +334,7 @@ def cache_stats(state: Any, console: Console, as_json: bool) -> None:
     """Cached generations per model: entries, tokens, cost."""
     from dreammake.llm import cache
 
-    data = cache.stats(state.db)
+    data = cache.stats(state.cache_db)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -355,7 +355,7 @@ def cache_prune(state: Any, console: Console, days: float | None, model: str | N
 
     if days is None and model is None and not everything:
         raise DreamError("say what to prune", hint="use --older-than DAYS, --model HASH or --all")
-    console.line("done", f"{cache.prune(state.db, days, model):,} cached row(s) deleted")
+    console.line("done", f"{cache.prune(state.cache_db, days, model):,} cached row(s) deleted")
 
 
 @cache_group.command("export")
@@ -365,7 +365,7 @@ def cache_export(state: Any, console: Console, path: str) -> None:
     """Write the cache to a Parquet file (share it with `dreammake cache import`)."""
     from dreammake.llm import cache
 
-    console.line("done", f"{cache.export(state.db, path):,} row(s) written to {path}")
+    console.line("done", f"{cache.export(state.cache_db, path):,} row(s) written to {path}")
 
 
 @cache_group.command("import")
@@ -375,7 +375,7 @@ def cache_import(state: Any, console: Console, path: str) -> None:
     """Merge a cache file written by `dreammake cache export`."""
     from dreammake.llm import cache
 
-    console.line("done", f"{cache.import_rows(state.db, path):,} new row(s) imported from {path}")
+    console.line("done", f"{cache.import_rows(state.cache_db, path):,} new row(s) imported from {path}")
 
 
 @main.command("makefile")
@@ -405,3 +405,8 @@ from dreammake.cli_cards import COMMANDS  # noqa: E402 - these commands use comm
 
 for _command in COMMANDS:
     main.add_command(_command)
+
+from dreammake.cli_state import cache_rebuild, state_group  # noqa: E402 - the recovery commands
+
+main.add_command(state_group)
+cache_group.add_command(cache_rebuild)

@@ -1,8 +1,9 @@
 """Executors: run stale jobs in dependency order (`Scheduler`), here on a pool of worker threads.
 
 The coordinating (main) thread is the only one that writes the state database; workers
-return records. Finished outputs are committed at least once a second (and at once
-after any job that took longer), so an interrupted or killed run keeps them. Heavy
+return records. Finished outputs are committed at least every quarter second (and at once
+after any job that took longer), so an interrupted or killed run keeps them; outputs placed
+but not yet committed when a run is killed are adopted by the next run (`dreammake.adopt`). Heavy
 actions (generation, training) release the GIL or run in their own processes, so threads
 are enough to keep `-j N` busy. `dreammake.slurm.SlurmExecutor` reuses the same loop.
 """
@@ -22,7 +23,7 @@ from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
 from dreammake.state import TargetRecord
 
-FLUSH_EVERY_S = 1.0  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
+FLUSH_EVERY_S = 0.25  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
 
 
 @dataclass
@@ -232,12 +233,12 @@ class Scheduler:
         # they never become ready: the failed job never releases them
 
     def _maybe_flush(self) -> None:
-        if self._pending_records and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+        if (self._pending_records or self.planner.adopted) and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self._flush()
 
     def _flush(self) -> None:
         records, self._pending_records = self._pending_records, []
-        self.planner.state.record_targets(records)
+        self.planner.state.record_targets(records + self.planner.take_adopted())
         self.planner.state.flush_files()
         self._last_flush = time.monotonic()
 

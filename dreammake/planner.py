@@ -2,13 +2,15 @@
 
 A job runs when an output is missing, has no record, was changed by hand, its
 fingerprint changed (the changed components are named), an input will be rebuilt,
-or it is forced. At execution time the same check runs again once a job's inputs
-are final, so a rebuilt input whose content did not change does not rerun its
-dependants (early cutoff).
+or it is forced. An output whose own build metadata names the planned fingerprint (see
+`dreammake.adopt`) is adopted: recorded as built, not rebuilt. At execution time the
+same check runs again once a job's inputs are final, so a rebuilt input whose content
+did not change does not rerun its dependants (early cutoff).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from dreammake.errors import DreamError
 from dreammake.filehash import Hasher
 from dreammake.fingerprint import COMPONENTS, digest
 from dreammake.graph import Graph, Job
-from dreammake.state import State
+from dreammake.state import State, TargetRecord
 
 _UNKNOWN: Any = object()  # not hashed yet this run (None means: the file does not exist)
 REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
@@ -57,6 +59,8 @@ class Planner:
         self._identity: dict[int, Identity] = {}
         self._hashes: dict[str, str | None] = {}
         self.changed_files = self.hasher.changed  # paths whose content changed since it was last hashed
+        self.adopted: list[TargetRecord] = []  # targets recognised by their build metadata, not yet recorded
+        self.adopted_total = 0
 
     # -- content hashes ----------------------------------------------------------------------
     def content_hash(self, path: str, fresh: bool = False) -> str | None:
@@ -125,6 +129,7 @@ class Planner:
         if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
             return self._stale(decision, "forced", "forced")
         records = []
+        untracked = None
         for _, path in job.outputs:
             current = hashes.get(path, _UNKNOWN)
             if current is _UNKNOWN:
@@ -133,10 +138,18 @@ class Planner:
                 return self._stale(decision, "missing", f"{path} is missing")
             record = self.records.get(path)
             if record is None:
-                return self._stale(decision, "untracked", f"{path} was not built by dreammake")
+                untracked = untracked or path
             records.append((path, record, current))
         if rebuilt_input is not None:
+            if untracked is not None:
+                return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
             return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
+        if untracked is None and all(r[0] == decision.fingerprint and c == r[1] for _, r, c in records):
+            return decision
+        if self._adopt(decision, records):
+            return decision
+        if untracked is not None:
+            return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
         for path, record, current in records:
             if current != record[1]:
                 return self._stale(decision, "modified", f"{path} was changed by hand")
@@ -144,6 +157,36 @@ class Planner:
             if record[0] != decision.fingerprint:
                 return self._changed_components(decision, job, self.state.components(path))
         return decision
+
+    def _adopt(self, decision: Decision, records: list[tuple[str, Any, str]]) -> bool:
+        """Record outputs that are what this very build would write (a killed run placed them but never
+        recorded them; or the state was rebuilt). True when every output is up to date that way."""
+        from datetime import datetime, timezone
+
+        from dreammake.adopt import check
+
+        found = []
+        for path, record, current in records:
+            if record is not None and record[0] == decision.fingerprint and record[1] == current:
+                continue
+            adopted = check(path, decision.fingerprint, current)
+            if adopted is None:
+                return False
+            found.append((path, current, adopted))
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        rule = decision.job.rule.name
+        for path, current, adopted in found:
+            size = os.path.getsize(path) if os.path.isfile(path) else 0  # (a folder's size is informational)
+            self.adopted.append(TargetRecord(path, rule, decision.fingerprint, dict(decision.components or {}),
+                                             current, adopted.data_hash, size, adopted.rows, now))
+            self.records[path] = (decision.fingerprint, current, adopted.data_hash)
+        return True
+
+    def take_adopted(self) -> list[TargetRecord]:
+        """The records of targets adopted since the last call (for the state; nothing when read-only)."""
+        adopted, self.adopted = self.adopted, []
+        self.adopted_total += len(adopted)
+        return [] if self.state.read_only else adopted
 
     def _changed_components(self, decision: Decision, job: Job, old: dict[str, str]) -> Decision:
         comps = decision.components or {}
@@ -173,4 +216,5 @@ class Planner:
             if d.stale:
                 will_run.add(id(job))
             out.append(d)
+        self.state.record_targets(self.take_adopted())
         return out

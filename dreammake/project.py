@@ -87,7 +87,9 @@ class Project:
 
         gc.enable()
         state = self.state
-        run_id = state.start_run(" ".join(["dreammake", *sys.argv[1:]]))
+        from dreammake.cards.secrets import scrub_command
+
+        run_id = state.start_run(scrub_command(" ".join(["dreammake", *sys.argv[1:]])))
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
                            progress=self.console.task, budget=Budget(max_cost),
                            dreamfile=str(self.workflow.dreamfile), config=self.options.config)

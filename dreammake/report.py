@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from dreammake.cards import card_paths
 from dreammake.cards.lineage import LLM_STATS
-from dreammake.cards.secrets import redact
+from dreammake.cards.secrets import redact, scrub_command
 from dreammake.cards.svg import bars_svg, dag_svg, line_plot_svg
 
 if TYPE_CHECKING:
@@ -85,11 +85,12 @@ def loss_curves(decisions: list[Decision]) -> list[dict[str, Any]]:
 
 
 def recent_runs(state: State) -> list[dict[str, Any]]:
-    """The last runs from the state's `runs` table, newest first."""
-    cur = state.db.execute("SELECT id, started_at, finished_at, command, status, jobs_run, jobs_failed FROM runs"
-                           " ORDER BY id DESC LIMIT ?", [RUNS_SHOWN])
-    names = [c[0] for c in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    """The last runs from the state's `runs` table, newest first (command lines scrubbed of credentials,
+    also those recorded before scrubbing existed)."""
+    runs = state.runs(RUNS_SHOWN)
+    for run in runs:
+        run["command"] = scrub_command(run["command"] or "")
+    return runs
 
 
 def render_report(graph: Graph, decisions: list[Decision], state: State, output: str, title: str) -> str:

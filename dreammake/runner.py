@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dreammake.actions import Action, JobContext, function_arguments
+from dreammake.adopt import write_marker
 from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError, JobFailed
 from dreammake.graph import Job
@@ -239,7 +240,7 @@ class JobRunner(ActionRunner):
         with job_failures(job):
             for key, (_, path) in zip(output_keys(job), job.outputs):
                 rows, data_hash = output.outputs[key]
-                content_hash, size = self._place(path, temps[key], data_hash)
+                content_hash, size = self._place(path, temps[key], data_hash, job.rule.name, decision.fingerprint)
                 records.append(TargetRecord(path, job.rule.name, decision.fingerprint,
                                             dict(decision.components or {}), content_hash, data_hash, size, rows,
                                             built_at, output.duration_s, run_id, dict(output.stats)))
@@ -247,7 +248,8 @@ class JobRunner(ActionRunner):
             shutil.rmtree(output.work_dir, ignore_errors=True)
         return records
 
-    def _place(self, path: str, tmp: str, new_data_hash: str | None) -> tuple[str, int]:
+    def _place(self, path: str, tmp: str, new_data_hash: str | None, rule: str,
+               fingerprint: str) -> tuple[str, int]:
         """Rename tmp over path, unless path already holds the same content (then keep it untouched)."""
         planner = self.planner
         record = planner.records.get(path)
@@ -262,7 +264,11 @@ class JobRunner(ActionRunner):
                 (new_data_hash is not None and new_data_hash == record[2]) or new_hash == current)
             if same:
                 remove_path(tmp)
+                if target.is_folder:
+                    write_marker(path, rule, fingerprint, current)
                 return current, target.size()
+        if target.is_folder:
+            write_marker(tmp, rule, fingerprint, new_hash)
         target.place(tmp)
         if target.is_folder:
             planner.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds

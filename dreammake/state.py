@@ -5,25 +5,34 @@ hash, size, rows, timings), `files` (the stat-signature → content-hash cache),
 Only the coordinating `dreammake` process opens the database; a second process waits
 on `.dreammake/lock` (or exits 2 with `--no-wait`). DuckDB's write-ahead log keeps the
 file consistent when a run is killed. A snapshot of the two tables a no-op check reads
-(`.dreammake/snapshot.marshal`) spares such checks the database start-up.
+(`.dreammake/snapshot.marshal`) spares such checks the database start-up. The LLM row
+cache is a separate file (`dreammake.llm.cache`), opened only when a rule or command needs
+it. A damaged state file is one clear error naming `dreammake state rebuild`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import json
 import marshal
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dreammake.errors import DreamError
 
 STATE_DIR = ".dreammake"
+STATE_FILE = "state.duckdb"
 SCHEMA_VERSION = "1"
+REBUILD_HINT = "run `dreammake state rebuild` to make a fresh state that adopts the existing targets (the row" \
+               " cache is kept)"
+# DuckDB errors that mean the file itself is unreadable (truncated, overwritten, not a database)
+_DAMAGE = ("IOException", "InternalException", "SerializationException", "FatalException", "CorruptionException")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -52,6 +61,52 @@ FileHashes = dict[str, tuple[Signature, str]]  # path -> (signature when hashed,
 def stat_signature(st: os.stat_result) -> Signature:
     """(size, mtime_ns, inode): if all three match, a file's content is taken as unchanged."""
     return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a DuckDB error says the database file is damaged (rather than a query being wrong)."""
+    return type(exc).__module__.startswith(("duckdb", "_duckdb")) and type(exc).__name__ in _DAMAGE
+
+
+def damage_error(path: Path, exc: BaseException, hint: str) -> DreamError:
+    """The one-line error for a damaged database file, with the command that recovers."""
+    try:
+        where = os.path.relpath(path)
+    except ValueError:
+        where = str(path)
+    reason = " ".join(str(exc).split()).replace(str(path), where)
+    return DreamError(f"{where} is damaged ({reason[:160]})", hint=hint)
+
+
+def set_aside(path: Path) -> str | None:
+    """Rename a database file (and its write-ahead log) to `<name>.damaged`; returns the new name if it existed."""
+    kept = None
+    for suffix in ("", ".wal"):
+        source = Path(str(path) + suffix)
+        if source.exists():
+            target = Path(str(path) + ".damaged" + suffix)
+            os.replace(source, target)
+            kept = kept or str(target)
+    return kept
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Turn an error from a damaged state file, in any State method that reads or writes it, into a DreamError."""
+
+    @functools.wraps(method)
+    def wrapper(self: State, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if is_damage(exc):
+                self._drop_connection()
+                raise damage_error(self.dir / STATE_FILE, exc, REBUILD_HINT) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _parse_signature(text: str) -> Signature:
@@ -123,7 +178,7 @@ class Snapshot:
 
     def __init__(self, state_dir: Path):
         self.path = state_dir / "snapshot.marshal"
-        self.db_path = state_dir / "state.duckdb"
+        self.db_path = state_dir / STATE_FILE
 
     def _db_signature(self) -> Signature | None:
         if os.path.exists(str(self.db_path) + ".wal"):
@@ -180,7 +235,9 @@ class State:
         self.lock.acquire(wait, on_wait)
         self.snapshot = Snapshot(self.dir)
         self._db: Any = None
+        self._cache_db: Any = None
         self._connect_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._files: FileHashes | None = None
         self._targets: dict[str, tuple[str, str, str | None]] | None = None
         self._components: dict[str, dict[str, str]] | None = None
@@ -197,21 +254,77 @@ class State:
                     self._db = self._connect()
         return self._db
 
+    @_guarded
     def _connect(self) -> Any:
         import duckdb
 
         self.snapshot.discard()  # from here on the database may change under the snapshot
+        db = None
         try:
-            db = duckdb.connect(str(self.dir / "state.duckdb"))
+            db = duckdb.connect(str(self.dir / STATE_FILE))
             db.execute(_SCHEMA)
         except duckdb.Error as exc:
-            self.lock.release()
-            raise DreamError(f"cannot open {self.dir / 'state.duckdb'}: {exc}") from None
+            if db is not None:
+                db.close()  # or the process keeps the damaged database open under this path
+            if is_damage(exc):
+                raise
+            raise DreamError(f"cannot open {self.dir / STATE_FILE}: {exc}") from None
         return db
 
-    def close(self) -> None:
-        """Flush pending hash-cache rows, close the database, refresh the snapshot and release the lock."""
+    def _drop_connection(self) -> None:
+        """Close a connection to a damaged file (DuckDB would hand the same instance to the next connect)."""
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
+
+    @property
+    def cache_db(self) -> Any:
+        """The row cache's DuckDB connection (`.dreammake/cache.duckdb`), opened on first use: spools are
+        ingested then, and rows of an older state file's `llm_cache` table moved in."""
+        if self._cache_db is None:
+            with self._cache_lock:
+                if self._cache_db is None:
+                    from dreammake.llm.cache import open_cache
+
+                    legacy = self._legacy_cache()
+                    try:
+                        self._cache_db = open_cache(self.dir, legacy)
+                    finally:
+                        if legacy is not None:
+                            legacy.close()
+        return self._cache_db
+
+    def _legacy_cache(self) -> Any:
+        """A cursor on the state database when it still holds the row cache (the layout before cache.duckdb),
+        else None. A damaged state never stops the cache from opening."""
+        if not (self.dir / STATE_FILE).exists():
+            return None
         try:
+            cursor = self.db.cursor()  # (called from a job thread: never share the main thread's connection)
+        except DreamError:
+            return None
+        found = cursor.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'llm_cache'").fetchall()
+        if found[0][0]:
+            return cursor
+        cursor.close()
+        return None
+
+    def set_aside(self) -> str | None:
+        """Move the state file away (to `state.duckdb.damaged`) before it is opened; returns where it went."""
+        if self._db is not None:
+            raise RuntimeError("the state database is already open")
+        self.snapshot.discard()
+        self._snapshot_data = None
+        return set_aside(self.dir / STATE_FILE)
+
+    @_guarded
+    def close(self) -> None:
+        """Flush pending hash-cache rows, close the databases, refresh the snapshot and release the lock."""
+        try:
+            if self._cache_db is not None:
+                self._cache_db.close()
+                self._cache_db = None
             self.flush_files()
             if self._db is not None:
                 files, targets = self.file_hashes(), self.targets()
@@ -222,6 +335,7 @@ class State:
             self.lock.release()
 
     # -- the file-hash cache ----------------------------------------------------------------
+    @_guarded
     def file_hashes(self) -> FileHashes:
         """path → (stat signature, content hash), loaded once."""
         if self._files is None:
@@ -243,6 +357,7 @@ class State:
                 files[path] = entry
                 self._dirty_files[path] = entry
 
+    @_guarded
     def flush_files(self) -> None:
         """Write the hash-cache rows learned since the last flush."""
         with self._files_lock:
@@ -252,6 +367,7 @@ class State:
             self._upsert("files", 3, rows)
 
     # -- targets ----------------------------------------------------------------------------
+    @_guarded
     def targets(self) -> dict[str, tuple[str, str, str | None]]:
         """path → (fingerprint, content_hash, data_hash), loaded once (what a no-op check needs)."""
         if self._targets is None:
@@ -262,6 +378,7 @@ class State:
                 self._targets = {r[0]: r[1:] for r in rows}
         return self._targets
 
+    @_guarded
     def components(self, path: str) -> dict[str, str]:
         """The recorded fingerprint components of an output (to say which part changed)."""
         if self._components is None:
@@ -270,6 +387,7 @@ class State:
             self._components = {r[0]: dict(zip(("kind", "code", "params", "model", "inputs"), r[1:])) for r in rows}
         return self._components.get(path, {})
 
+    @_guarded
     def record_targets(self, records: Sequence[TargetRecord]) -> None:
         """Store finished outputs (one transaction, so a kill never leaves half a record)."""
         if not records:
@@ -294,6 +412,7 @@ class State:
             if self._components is not None:
                 self._components[r.path] = dict(r.components)
 
+    @_guarded
     def forget_targets(self, paths: Iterable[str]) -> None:
         """Drop the records of removed outputs."""
         paths = list(paths)
@@ -304,6 +423,7 @@ class State:
         for p in paths:
             targets.pop(p, None)
 
+    @_guarded
     def target_details(self, paths: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Full records (rows, timings, stats) for status and cards."""
         cur = self.db.execute(f"SELECT {', '.join(TARGET_COLUMNS)} FROM targets")
@@ -317,12 +437,22 @@ class State:
         return out
 
     # -- runs -------------------------------------------------------------------------------
+    @_guarded
     def start_run(self, command: str) -> int:
         """Open a run record and return its id."""
         run_id = self.db.execute("SELECT nextval('run_ids')").fetchall()[0][0]
         self.db.execute("INSERT INTO runs VALUES (?, now(), NULL, ?, 'running', 0, 0)", [run_id, command])
         return int(run_id)
 
+    @_guarded
+    def runs(self, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` run records, newest first."""
+        cur = self.db.execute("SELECT id, started_at, finished_at, command, status, jobs_run, jobs_failed FROM runs"
+                              " ORDER BY id DESC LIMIT ?", [limit])
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    @_guarded
     def finish_run(self, run_id: int, status: str, jobs_run: int, jobs_failed: int) -> None:
         """Close a run record."""
         self.db.execute("UPDATE runs SET finished_at = now(), status = ?, jobs_run = ?, jobs_failed = ? WHERE id = ?",

@@ -1,11 +1,17 @@
 """Tables in and out of jobs: Parquet inputs as `datasets.Dataset`, results to Parquet.
 
 Outputs are written to a temp file in the target's folder and renamed into place,
-so a target only ever appears complete.
+so a target only ever appears complete. Each file says which build wrote it: the schema
+metadata carries `dreammake.rule/fingerprint/version`, and the footer adds `dreammake.data_hash`
+and `dreammake.body_hash` (xxh3-128 of every byte before the footer), so a target whose record
+was lost can be recognised and verified without rebuilding it (`build_info`).
 """
 
 from __future__ import annotations
 
+import os
+import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -69,6 +75,33 @@ def to_table(value: Any, what: str) -> pa.Table:
                     " a dict of columns, a pyarrow Table, a pandas DataFrame or a datasets.Dataset")
 
 
+class _HashingFile:
+    """A write-only file object that hashes every byte written through it (the Parquet writer's sink)."""
+
+    def __init__(self, path: str):
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by TableWriter.close
+        self.hash = xxhash.xxh3_128()
+        self.closed = False
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        self._size += len(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:  # the Parquet writer closes its sink; the file stays open until TableWriter closes it
+        self.closed = True
+
+
 class TableWriter:
     """Streams record batches into a Parquet file with dreammake's metadata, hashing the data as it goes.
 
@@ -81,6 +114,7 @@ class TableWriter:
                      b"dreammake.version": __version__.encode()}
         self.rows = 0
         self._writer: Any = None
+        self._sink: _HashingFile | None = None
         self._hash = xxhash.xxh3_128()
 
     def write(self, table: pa.Table) -> None:
@@ -92,7 +126,8 @@ class TableWriter:
             table = pa.Table.from_batches([table])
         if self._writer is None:
             schema = table.schema.with_metadata({**(table.schema.metadata or {}), **self.meta})
-            self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+            self._sink = _HashingFile(self.path)
+            self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
             self.schema = schema
             self._hash.update(table.schema.remove_metadata().serialize().to_pybytes())
         table = table.replace_schema_metadata(self.schema.metadata)
@@ -107,8 +142,13 @@ class TableWriter:
             import pyarrow as pa
 
             self.write(pa.table({}) if empty_schema is None else empty_schema.empty_table())
+        data_hash = self._hash.hexdigest()
+        assert self._sink is not None
+        self._writer.add_key_value_metadata({"dreammake.data_hash": data_hash,  # every row group is written now
+                                             "dreammake.body_hash": self._sink.hash.hexdigest()})
         self._writer.close()
-        return self._hash.hexdigest()
+        self._sink._file.close()
+        return data_hash
 
 
 def write_table(table: pa.Table, path: str, rule: str, fingerprint: str) -> str:
@@ -117,3 +157,56 @@ def write_table(table: pa.Table, path: str, rule: str, fingerprint: str) -> str:
     for i in range(0, max(table.num_rows, 1), 65536):
         writer.write(table.slice(i, 65536))
     return writer.close()
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What a Parquet file written by dreammake says about the build that wrote it."""
+
+    rule: str
+    fingerprint: str
+    data_hash: str
+    rows: int
+
+
+def build_info(path: str, fingerprint: str | None = None) -> BuildInfo | None:
+    """The build metadata of a Parquet target, when its bytes are verified intact (the body hash in
+    its footer matches); None for files without it, or changed since they were written. With
+    `fingerprint`, None unless that is the build's fingerprint (checked on the raw footer first,
+    without importing pyarrow: a plan after an edit asks this of every job the edit made stale)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size < 12:
+                return None
+            f.seek(size - 8)
+            footer_len, magic = struct.unpack("<I4s", f.read(8))
+            body = size - 8 - footer_len
+            if magic != b"PAR1" or body < 4:
+                return None
+            if fingerprint is not None:
+                f.seek(body)
+                if fingerprint.encode() not in f.read(footer_len):  # key-value metadata is stored raw
+                    return None
+            import pyarrow.parquet as pq
+
+            meta = pq.read_metadata(f)
+            kv = meta.metadata or {}
+            fields = [kv.get(k) for k in (b"dreammake.rule", b"dreammake.fingerprint", b"dreammake.data_hash",
+                                          b"dreammake.body_hash")]
+            if any(v is None for v in fields):
+                return None
+            f.seek(0)
+            digest = xxhash.xxh3_128()
+            left = body
+            while left:
+                chunk = f.read(min(left, 1 << 22))
+                if not chunk:
+                    return None
+                digest.update(chunk)
+                left -= len(chunk)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+    if digest.hexdigest() != fields[3].decode() or fingerprint not in (None, fields[1].decode()):
+        return None
+    return BuildInfo(fields[0].decode(), fields[1].decode(), fields[2].decode(), meta.num_rows)

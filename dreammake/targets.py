@@ -10,6 +10,7 @@ Layout of a checkpoint folder (written by trainers, read by `llm(target(...))`, 
       adapter_config.json, adapter_model.safetensors   a LoRA adapter over its base
       dreammake-base.txt                 an adapter's base model spec as the Dreamfile gave it
       README.md, dreammake-card.json     the cards (not part of the folder's content hash)
+      dreammake-target.json              the fingerprint that built it (adoption after a kill; not content)
       metrics.parquet, train.log, training_args.json   training records (not published as weights)
 
 A file target's cards lie beside it: `targets/tweets.parquet` → `targets/tweets.README.md` and
@@ -31,7 +32,8 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 TEMP_MARK = ".dmtmp-"  # in the names of temp outputs: `.tweets.parquet.dmtmp-<pid>-<random>`
 CARD_MD = "README.md"
 CARD_JSON = "dreammake-card.json"
-CARD_FILES = (CARD_MD, CARD_JSON)
+TARGET_MARKER = "dreammake-target.json"  # in a folder target: the build it came from (see dreammake.adopt)
+CARD_FILES = (CARD_MD, CARD_JSON, TARGET_MARKER)  # files dreammake adds to a folder target: not its content
 BASE_MARKER = "dreammake-base.txt"  # an adapter checkpoint's base model spec, as given in the Dreamfile
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINING_RECORDS = frozenset({BASE_MARKER, "training_args.json", "metrics.parquet", "train.log"})

@@ -1,29 +1,43 @@
-"""The row-level LLM cache in the project's DuckDB (`llm_cache` table).
+"""The row-level LLM cache: its own DuckDB file, `.dreammake/cache.duckdb` (`llm_cache` table).
 
 Key = xxh3-128 over (model identity, rendered messages, generation params, seed, sample
 index). A prompt rule looks up all its keys in one query and sends only the misses to
-the model; results are committed in small batches as they arrive, so a killed run
-loses at most the rows in flight. Copying `.dreammake/` shares every result.
+the model. Every response is first appended to the job's spool (`.dreammake/spool/`, see
+`dreammake.llm.spool`); the cache ingests spools when a generation commits and when the cache
+opens, remembering how far it read each one (`spool_offsets`). So a killed run loses only the
+requests in flight, and a damaged cache file is rebuilt from the spools (`rebuild`). Copying
+`.dreammake/` shares every result.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import xxhash
 
+from dreammake.errors import DreamError
 from dreammake.fingerprint import canonical
+from dreammake.llm import spool
+from dreammake.state import damage_error, is_damage, set_aside
 
+CACHE_FILE = "cache.duckdb"
+SPOOL_DIR = "spool"
+REBUILD_HINT = "run `dreammake cache rebuild` to rebuild it from the spools in .dreammake/spool/"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
     key VARCHAR PRIMARY KEY, model VARCHAR, text VARCHAR, finish_reason VARCHAR,
     prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd DOUBLE, latency_s DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS spool_offsets (file VARCHAR PRIMARY KEY, "offset" BIGINT);
 """
-COLUMNS = ("key", "model", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+COLUMNS = spool.FIELDS  # the llm_cache columns a spool record fills (created_at is the ingestion time)
+COMMIT_EVERY_S = 5.0  # the spool already keeps every row; commits only bound what the next start ingests
+_INGEST = threading.Lock()  # one ingestion at a time: concurrent INSERTs of the same keys would conflict
 
 
 def _arrow_types() -> list[tuple[str, Any]]:
@@ -31,6 +45,126 @@ def _arrow_types() -> list[tuple[str, Any]]:
 
     kinds = [pa.string()] * 4 + [pa.int32()] * 2 + [pa.float64()] * 2
     return list(zip(COLUMNS, kinds))
+
+
+def _to_arrow(relation: Any) -> Any:
+    to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow  # DuckDB 2 renamed arrow()
+    return to_arrow()
+
+
+def open_cache(state_dir: Path, legacy: Any = None) -> Any:
+    """Connect to the cache file (schema ensured), move in the rows of an old `llm_cache` table of the
+    state database (`legacy`, a connection), and ingest every spool. A damaged file is a DreamError."""
+    import duckdb
+
+    path = state_dir / CACHE_FILE
+    db = None
+    try:
+        db = duckdb.connect(str(path))
+        db.execute(SCHEMA)
+        if legacy is not None:
+            _migrate(db, legacy)
+        ingest_all(db, state_dir / SPOOL_DIR)
+    except Exception as exc:
+        if db is not None:
+            db.close()  # or the process keeps the damaged database open under this path
+        if is_damage(exc):
+            raise damage_error(path, exc, REBUILD_HINT) from None
+        raise
+    return db
+
+
+def _migrate(db: Any, legacy: Any) -> None:
+    """Copy the rows of the state database's `llm_cache` table (older layout) here, then drop it there."""
+    table = _to_arrow(legacy.sql(f"SELECT {', '.join(COLUMNS)}, created_at FROM llm_cache"))
+    db.register("legacy_rows", table)
+    try:
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at) SELECT * FROM legacy_rows")
+    finally:
+        db.unregister("legacy_rows")
+    legacy.execute("DROP TABLE llm_cache")
+
+
+def ingest(db: Any, path: str) -> int:
+    """Add the spool's records written since the last ingestion (existing keys are kept); returns the count."""
+    with _INGEST:
+        offset = _offset(db, os.path.basename(path))
+        try:
+            if offset > os.path.getsize(path):
+                offset = 0  # the spool was deleted and started again
+            records, end = spool.read(path, offset)
+        except FileNotFoundError:
+            return 0
+        if end != offset:
+            _insert(db, [tuple(r.get(name) for name in COLUMNS) for r in records], path, end)
+        return len(records)
+
+
+def _offset(db: Any, name: str) -> int:
+    row = db.execute('SELECT "offset" FROM spool_offsets WHERE file = ?', [name]).fetchall()
+    return row[0][0] if row else 0
+
+
+def _insert(db: Any, rows: list[tuple[Any, ...]], spool_path: str, end: int) -> None:
+    """Insert rows (existing keys kept) and mark the spool ingested up to byte `end`, in one transaction."""
+    import pyarrow as pa
+
+    db.execute("BEGIN")
+    try:
+        if rows:
+            kinds = enumerate(_arrow_types())
+            batch = pa.table({name: pa.array([r[i] for r in rows], kind) for i, (name, kind) in kinds})
+            db.register("new_rows", batch)
+            try:
+                db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
+            finally:
+                db.unregister("new_rows")
+        db.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?)", [os.path.basename(spool_path), end])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def ingest_all(db: Any, folder: Path) -> int:
+    """Ingest every spool in `folder`; returns the records added."""
+    return sum(ingest(db, path) for path in spool.files(str(folder)))
+
+
+def rebuild(state_dir: Path) -> tuple[int, int, str | None]:
+    """A fresh cache file from the spools, plus the rows of the old file that can still be read (it is kept
+    as `cache.duckdb.damaged`). Returns (rows from spools, further rows salvaged, where the old file went)."""
+    import duckdb
+
+    path = state_dir / CACHE_FILE
+    kept = set_aside(path)
+    db = duckdb.connect(str(path))
+    try:
+        db.execute(SCHEMA)
+        from_spools = ingest_all(db, state_dir / SPOOL_DIR)
+        return from_spools, _salvage(db, kept) if kept else 0, kept
+    finally:
+        db.close()
+
+
+def _salvage(db: Any, old: str) -> int:
+    """Copy the readable rows of an old cache file (none when it cannot be read at all)."""
+    before = db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0]
+    try:
+        db.execute(f"ATTACH '{_quote(old)}' AS old (READ_ONLY)")
+    except Exception as exc:
+        if is_damage(exc) or type(exc).__name__ == "BinderException":
+            return 0
+        raise
+    try:
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at)"
+                   f" SELECT {', '.join(COLUMNS)}, created_at FROM old.llm_cache")
+    except Exception as exc:
+        if not is_damage(exc) and type(exc).__name__ != "CatalogException":
+            raise
+    finally:
+        db.execute("DETACH old")
+    return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0] - before)
 
 
 class KeyMaker:
@@ -54,62 +188,74 @@ class KeyMaker:
 
 
 class RowCache:
-    """Reads and writes cached generations through its own DuckDB cursor (one per job thread)."""
+    """Reads cached generations and spools new ones for one job, through its own cursor (one per job thread).
 
-    def __init__(self, db: Any):
+    It is its spool file's only writer: a commit inserts the rows it spooled (kept in memory, not
+    read back) and marks the file ingested up to its end."""
+
+    def __init__(self, db: Any, spool_path: str):
         self.db = db.cursor()
-        self.db.execute(SCHEMA)
+        self.spool_path = spool_path
+        self._spool = spool.SpoolWriter(spool_path)
         self._pending: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._last_commit = time.monotonic()
+        self._guard(lambda: ingest(self.db, spool_path))  # rows an earlier process spooled but never committed
 
     def lookup(self, keys: Sequence[str]) -> Any:
         """The cached text of every key, in order, as an Arrow table (text, finish_reason); nulls are misses.
 
         Keys go in as one list parameter: registering an Arrow table would make DuckDB import
         pandas (~0.6 s) on first use."""
-        relation = self.db.sql(
-            "SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1) AS i) w"
-            " LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i", params={"keys": list(keys)})
-        to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow  # DuckDB 2 renamed arrow()
-        return to_arrow()
+        query = ("SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1)"
+                 " AS i) w LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i")
+        return self._guard(lambda: _to_arrow(self.db.sql(query, params={"keys": list(keys)})))
 
     def add(self, key: str, model: str, response: Any) -> None:
-        """Queue one result; it is committed with the next batch."""
+        """Append one result to the spool at once; it enters the cache with the next commit."""
+        row = (key, model, response.text, response.finish_reason, response.prompt_tokens,
+               response.completion_tokens, response.cost_usd, response.latency_s)
         with self._lock:
-            self._pending.append((key, model, response.text, response.finish_reason, response.prompt_tokens,
-                                  response.completion_tokens, response.cost_usd, response.latency_s))
+            self._spool.append(dict(zip(COLUMNS, row)))
+            self._pending.append(row)
 
-    def commit_if_due(self, every_rows: int = 10_000, every_s: float = 0.5) -> None:
-        """Commit queued results every half second (a DuckDB commit costs tens of ms), or when many gather."""
-        if len(self._pending) >= every_rows or (self._pending and time.monotonic() - self._last_commit >= every_s):
+    def commit_if_due(self, every_s: float = COMMIT_EVERY_S) -> None:
+        """Commit now and then (a DuckDB commit costs tens of ms; the spool already holds every row)."""
+        if self._pending and time.monotonic() - self._last_commit >= every_s:
             self.commit()
 
     def commit(self) -> None:
-        """Write every queued result (one transaction, one Arrow batch: ~1 µs a row)."""
+        """Write the rows spooled since the last commit (one transaction, one Arrow batch: ~1 µs a row)."""
         with self._lock:
             rows, self._pending = self._pending, []
-        if not rows:
-            return
-        import pyarrow as pa
-
-        batch = pa.table({name: pa.array([r[i] for r in rows], kind) for i, (name, kind) in enumerate(_arrow_types())})
-        self.db.register("new_rows", batch)
-        try:
-            self.db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}) SELECT * FROM new_rows")
-        finally:
-            self.db.unregister("new_rows")
+            end = self._spool.end
+        if rows:
+            with _INGEST:
+                self._guard(lambda: _insert(self.db, rows, self.spool_path, end))
         self._last_commit = time.monotonic()
 
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        """fn(), with an error from a damaged cache file turned into a DreamError naming the recovery."""
+        try:
+            return fn()
+        except Exception as exc:
+            if is_damage(exc):
+                reason = " ".join(str(exc).split())[:160]
+                raise DreamError(f"the row cache cannot be read or written ({reason}); responses are kept in"
+                                 f" {os.path.relpath(self.spool_path)}", hint=REBUILD_HINT) from None
+            raise
+
     def close(self) -> None:
-        """Commit what is left and release the cursor."""
-        self.commit()
-        self.db.close()
+        """Commit what is left and release the spool and the cursor."""
+        try:
+            self.commit()
+        finally:
+            self._spool.close()
+            self.db.close()
 
 
 def stats(db: Any) -> dict[str, Any]:
     """Totals for `dreammake cache stats`."""
-    db.execute(SCHEMA)
     rows = db.execute("SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
                       " FROM llm_cache GROUP BY model ORDER BY 2 DESC").fetchall()
     return {"entries": sum(r[1] for r in rows),
@@ -119,7 +265,6 @@ def stats(db: Any) -> dict[str, Any]:
 
 def prune(db: Any, older_than_days: float | None = None, model: str | None = None) -> int:
     """Delete cached rows older than N days and/or of one model (identity hash prefix); returns the count."""
-    db.execute(SCHEMA)
     clauses, params = [], []
     if older_than_days is not None:
         clauses.append("created_at < now() - to_seconds(?)")
@@ -135,14 +280,12 @@ def prune(db: Any, older_than_days: float | None = None, model: str | None = Non
 
 def export(db: Any, path: str) -> int:
     """Write the whole cache to a Parquet file (to share or archive); returns the row count."""
-    db.execute(SCHEMA)
     db.execute(f"COPY llm_cache TO '{_quote(path)}' (FORMAT parquet)")
     return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0])
 
 
 def import_rows(db: Any, path: str) -> int:
     """Merge a cache exported with `export` (existing keys are kept); returns the rows added."""
-    db.execute(SCHEMA)
     before = db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0]
     db.execute(f"INSERT OR IGNORE INTO llm_cache SELECT * FROM read_parquet('{_quote(path)}')")
     return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0] - before)

@@ -1,14 +1,16 @@
-"""Generation for prompt rules: cache lookup, model calls for the misses only, batched commits, spend."""
+"""Generation for prompt rules: cache lookup, model calls for the misses only (each response spooled as it
+arrives), commits, spend."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dreammake.errors import DreamError
 from dreammake.llm.base import LLMError, Request, Response
-from dreammake.llm.cache import KeyMaker, RowCache
+from dreammake.llm.cache import SPOOL_DIR, KeyMaker, RowCache
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,7 +57,7 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
     model_hash = model.cache_identity_hash()
     key = KeyMaker(model_hash, params, system).key
     keys = [key(t, s, i) for t, s, i in zip(turns, seeds, samples)]
-    cache = RowCache(ctx.state.db)
+    cache = RowCache(ctx.state.cache_db, spool_path(str(ctx.state.dir), ctx.job.rule.name, ctx.job.name))
     try:
         found = cache.lookup(keys)
         texts = found.column("text")
@@ -81,6 +83,13 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
         if text_list[i] is None:
             text_list[i], finish_list[i] = fresh[k]
     return pa.table({"text": pa.array(text_list, pa.string()), "finish_reason": pa.array(finish_list, pa.string())})
+
+
+def spool_path(state_dir: str, rule: str, job_name: str) -> str:
+    """The spool file of a job: `.dreammake/spool/<rule>-<hash of the job name>.jsonl`."""
+    from dreammake.fingerprint import digest
+
+    return os.path.join(state_dir, SPOOL_DIR, f"{rule}-{digest(job_name)[:12]}.jsonl")
 
 
 def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, misses: list[tuple[str, int]],
@@ -114,8 +123,11 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
         advance(1)
 
     watcher = _forward(ctx.cancel, cancel)
+    backend = model.backend()
+    if hasattr(backend, "notify"):  # API backends say when answers are long in coming
+        backend.notify = lambda text: ctx.log(f"rule {rule.name!r}: {text}")
     try:
-        model.backend().generate(requests, on_result, cancel)
+        backend.generate(requests, on_result, cancel)
     except LLMError as exc:
         raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
     finally:

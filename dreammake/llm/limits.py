@@ -2,6 +2,11 @@
 (requests and tokens per minute, token buckets), bounded retries with exponential backoff and
 jitter (respecting Retry-After), and streaming results back to the calling thread.
 
+A concurrency slot is held until the calling thread has taken the answer (`on_result`), so
+at most `concurrency` requests are ever sent but not yet handed over: what a kill can lose.
+Each request waits at most `timeout` seconds for its answer (60 s unless raised, e.g. for a
+slow local server); while no answer comes, a line says how many requests wait on which URL.
+
 A subclass implements ``_call(request) -> Response`` (raising :class:`Retryable` for transient
 failures and :class:`LLMError` for fatal ones) and optionally ``_prepare``/``_aclose``.
 """
@@ -12,11 +17,15 @@ import contextlib
 import email.utils
 import queue
 import random
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .base import LLMError, OnResult, Request, Response
+
+DEFAULT_TIMEOUT_S = 60.0  # per request: seconds to wait for an answer
+WAIT_NOTICE_S = 15.0  # say so when no answer came for this long (or half the timeout, when shorter)
 
 
 class Retryable(Exception):
@@ -99,9 +108,10 @@ class AsyncAPIBackend:
     """Base class for API backends; see the module docstring."""
 
     backend_name = "api"
+    notify: Callable[[str], None] | None = None  # where waiting lines go (the run's log; else stderr)
 
     def __init__(self, model: str, *, concurrency: int = 16, rpm: float | None = None,
-                 tpm: float | None = None, max_retries: int = 5, timeout: float = 600.0,
+                 tpm: float | None = None, max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S,
                  backoff_base: float = 0.5, backoff_max: float = 60.0):
         self.model = model
         self.concurrency = max(1, int(concurrency))
@@ -126,6 +136,10 @@ class AsyncAPIBackend:
 
     async def _aclose(self) -> None:
         """Close sessions (runs on the backend's loop)."""
+
+    def endpoint(self) -> str:
+        """Where requests go, for messages (no credentials)."""
+        return self.model
 
     # -------------------------------------------------------------- event loop
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -181,8 +195,11 @@ class AsyncAPIBackend:
         loop = self._ensure_loop()
         results: queue.SimpleQueue = queue.SimpleQueue()
         stop = threading.Event()
-        fut = asyncio.run_coroutine_threadsafe(self._run_all(requests, results, stop), loop)
+        flight = [0]  # requests sent and not answered yet (updated on the loop's thread)
+        fut = asyncio.run_coroutine_threadsafe(self._run_all(requests, results, stop, flight), loop)
         remaining = len(requests)
+        notice_after = min(WAIT_NOTICE_S, self.timeout / 2)
+        last_answer = next_notice = time.monotonic()
         try:
             while remaining:
                 if cancel.is_set():
@@ -194,20 +211,38 @@ class AsyncAPIBackend:
                         fut.result()  # raises what killed the run
                         raise LLMError(f"{self.model}: generation ended with {remaining} "
                                        f"requests unanswered") from None
+                    now = time.monotonic()
+                    if flight[0] and now - max(last_answer, next_notice) >= notice_after:
+                        next_notice = now
+                        self._say(f"{self.model}: waiting on {flight[0]} request(s) to {self.endpoint()}, "
+                                  f"{now - last_answer:.0f} s without an answer")
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                on_result(item[0], item[1])
+                try:
+                    on_result(item[0], item[1])
+                finally:
+                    loop.call_soon_threadsafe(self._sem.release)  # the slot was held until now
                 remaining -= 1
+                last_answer = time.monotonic()
         finally:
             stop.set()
             if not fut.done():
                 fut.cancel()
             with contextlib.suppress(BaseException):  # already reported, or cancelled
                 fut.result(timeout=30)
+            while not results.empty():  # answers never handed over still hold their slots
+                if isinstance(results.get(), tuple):
+                    loop.call_soon_threadsafe(self._sem.release)
+
+    def _say(self, text: str) -> None:
+        if self.notify is not None:
+            self.notify(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     async def _run_all(self, requests: list[Request], results: queue.SimpleQueue,
-                       stop: threading.Event) -> None:
+                       stop: threading.Event, flight: list[int]) -> None:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrency)
         it = iter(enumerate(requests))
@@ -216,19 +251,27 @@ class AsyncAPIBackend:
             for i, req in it:
                 if stop.is_set():
                     return
+                await self._sem.acquire()
+                flight[0] += 1
                 try:
-                    async with self._sem:
-                        resp = await self._with_retries(req)
+                    resp = await self._with_retries(req)
                 except LLMError as exc:
+                    self._sem.release()
                     stop.set()
                     results.put(exc)
                     return
                 except Exception as exc:  # noqa: BLE001 - a bug or unexpected error: stop the run
+                    self._sem.release()
                     stop.set()
                     results.put(LLMError(f"{self.model}: {type(exc).__name__}: "
                                          f"{' '.join(str(exc).split())[:200]}"))
                     return
-                results.put((i, resp))
+                except BaseException:  # cancelled
+                    self._sem.release()
+                    raise
+                finally:
+                    flight[0] -= 1
+                results.put((i, resp))  # its slot is released once the calling thread has taken it
 
         workers = [asyncio.ensure_future(worker())
                    for _ in range(min(self.concurrency, len(requests)))]
@@ -245,6 +288,7 @@ class AsyncAPIBackend:
     async def _with_retries(self, req: Request) -> Response:
         attempt = 0
         est = None
+        started = time.monotonic()
         while True:
             wait = self._pause_until - time.monotonic()
             if wait > 0:
@@ -259,8 +303,8 @@ class AsyncAPIBackend:
             except Retryable as exc:
                 attempt += 1
                 if attempt > self.max_retries:
-                    raise LLMError(f"{self.model}: giving up after {self.max_retries} retries: "
-                                   f"{exc}") from None
+                    raise LLMError(f"{self.model}: giving up after {self.max_retries} retries "
+                                   f"({time.monotonic() - started:.0f} s): {exc}") from None
                 if exc.retry_after is not None:
                     delay = min(exc.retry_after, 300.0) + random.random() * 0.1 * self.backoff_base
                     if exc.status == 429:

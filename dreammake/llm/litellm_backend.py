@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from .base import LLMError, Request, Response
-from .limits import AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
+from .limits import DEFAULT_TIMEOUT_S, AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
 from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 _NOT_SENT = {"n", "stream", "seed"}
@@ -39,7 +39,7 @@ class LiteLLMBackend(AsyncAPIBackend):
                  api_key_env: str | None = None,
                  system_prompt: str | None = None, concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None, max_retries: int = 5,
-                 timeout: float = 600.0, backoff_base: float = 0.5, backoff_max: float = 60.0):
+                 timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5, backoff_max: float = 60.0):
         super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
                          max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
                          backoff_max=backoff_max)
@@ -57,6 +57,9 @@ class LiteLLMBackend(AsyncAPIBackend):
             "api_base": public_url(self.api_base),
             "system_prompt": self.system_prompt,
         }
+
+    def endpoint(self) -> str:
+        return public_url(self.api_base) or self.model
 
     def _prepare(self) -> None:
         if self._litellm is None:

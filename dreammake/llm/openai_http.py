@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from .base import LLMError, Request, Response
 from .costs import token_cost
-from .limits import AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
+from .limits import DEFAULT_TIMEOUT_S, AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
 from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 # Providers that speak the OpenAI chat API: default api_base and API-key env var.
@@ -44,7 +44,8 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
     """Chat completions over HTTP with concurrency/rate limits and bounded retries.
 
     ``n`` in params is not sent (each sample is its own Request); ``seed`` is sent as the
-    request's seed mixed with its sample index (see util.effective_seed).
+    request's seed mixed with its sample index (see util.effective_seed). ``timeout`` is how long
+    one request waits for its answer (raise it for slow local servers).
     """
 
     backend_name = "openai_http"
@@ -52,7 +53,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
     def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
-                 max_retries: int = 5, timeout: float = 600.0, backoff_base: float = 0.5,
+                 max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5,
                  backoff_max: float = 60.0, extra_headers: dict[str, str] | None = None):
         super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
                          max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
@@ -84,6 +85,9 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             "system_prompt": self.system_prompt,
         }
 
+    def endpoint(self) -> str:
+        return public_url(self.url) or self.url
+
     # ------------------------------------------------------------------ session
     async def _ensure_session(self):
         if self._session is None or self._session.closed:
@@ -95,7 +99,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                 headers["Authorization"] = f"Bearer {self._key}"
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 30.0)),
                 headers=headers,
             )
         return self._session
@@ -144,8 +148,12 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                     if is_retryable_status(status):
                         raise Retryable(message, parse_retry_after(resp.headers), status)
                     raise LLMError(message)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise Retryable(scrub(f"{self.model}: {type(exc).__name__}: {exc}", [self._key])) from None
+        except asyncio.TimeoutError:
+            raise Retryable(f"{self.model}: no answer from {self.endpoint()} within {self.timeout:g} s"
+                            " (raise the model's timeout= for a slow server)") from None
+        except aiohttp.ClientError as exc:
+            raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {self.endpoint()}: {exc}",
+                                  [self._key])) from None
         try:
             data = json.loads(text)
             choice = data["choices"][0]
