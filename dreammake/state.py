@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dreammake.dbfiles import damage_error, is_damage, set_aside
 from dreammake.errors import DreamError
 
 STATE_DIR = ".dreammake"
@@ -32,8 +33,6 @@ SCHEMA_VERSION = "1"
 REBUILD_HINT = "run `dreammake state rebuild` to make a fresh state that adopts the existing targets (the row" \
                " cache is kept)"
 # DuckDB errors that mean the file itself is unreadable (truncated, overwritten, not a database)
-_DAMAGE = ("IOException", "InternalException", "SerializationException", "FatalException", "CorruptionException")
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (path VARCHAR PRIMARY KEY, sig VARCHAR, hash VARCHAR);
@@ -61,33 +60,6 @@ FileHashes = dict[str, tuple[Signature, str]]  # path -> (signature when hashed,
 def stat_signature(st: os.stat_result) -> Signature:
     """(size, mtime_ns, inode): if all three match, a file's content is taken as unchanged."""
     return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def is_damage(exc: BaseException) -> bool:
-    """Whether a DuckDB error says the database file is damaged (rather than a query being wrong)."""
-    return type(exc).__module__.startswith(("duckdb", "_duckdb")) and type(exc).__name__ in _DAMAGE
-
-
-def damage_error(path: Path, exc: BaseException, hint: str) -> DreamError:
-    """The one-line error for a damaged database file, with the command that recovers."""
-    try:
-        where = os.path.relpath(path)
-    except ValueError:
-        where = str(path)
-    reason = " ".join(str(exc).split()).replace(str(path), where)
-    return DreamError(f"{where} is damaged ({reason[:160]})", hint=hint)
-
-
-def set_aside(path: Path) -> str | None:
-    """Rename a database file (and its write-ahead log) to `<name>.damaged`; returns the new name if it existed."""
-    kept = None
-    for suffix in ("", ".wal"):
-        source = Path(str(path) + suffix)
-        if source.exists():
-            target = Path(str(path) + ".damaged" + suffix)
-            os.replace(source, target)
-            kept = kept or str(target)
-    return kept
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,10 +20,10 @@ from typing import Any
 
 import xxhash
 
+from dreammake.dbfiles import damage_error, is_damage, set_aside
 from dreammake.errors import DreamError
 from dreammake.fingerprint import canonical
 from dreammake.llm import spool
-from dreammake.state import damage_error, is_damage, set_aside
 
 CACHE_FILE = "cache.duckdb"
 SPOOL_DIR = "spool"
