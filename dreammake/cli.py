@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -27,35 +27,71 @@ Examples:
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command takes: the Dreamfile, config overrides, locking and debug output."""
-    fn = click.option("-f", "--file", "dreamfile", default="Dreamfile", show_default=True,
-                      help="The Dreamfile to read.")(fn)
-    fn = click.option("--config", "config", multiple=True, metavar="KEY=VALUE",
-                      help="Override a `config` value of the Dreamfile (repeatable; JSON values parse).")(fn)
+    fn = click.option("--debug", is_flag=True, callback=_remember_debug, help="Show tracebacks for errors.")(fn)
     fn = click.option("--no-wait", is_flag=True, help="Exit with code 2 instead of waiting when another"
                       " dreammake holds this project.")(fn)
-    fn = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(fn)
+    fn = click.option("--config", "config", multiple=True, metavar="KEY=VALUE",
+                      help="Override a `config` value of the Dreamfile (repeatable; JSON values parse).")(fn)
+    fn = click.option("-f", "--file", "dreamfile", default="Dreamfile", show_default=True, metavar="FILE",
+                      help="The Dreamfile to read.")(fn)
     return fn
 
 
-def _project(ctx_kwargs: dict[str, Any], console: Console, read_only: bool = False) -> Any:
+_DEBUG = "dreammake.debug"  # ctx.meta key (shared by all nested contexts): --debug was given
+
+
+def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[_DEBUG] = True
+    return value
+
+
+def _project(ctx_kwargs: dict[str, Any], console: Console | None = None, read_only: bool = False) -> Any:
+    """The Project of a command's common options (they are popped from `ctx_kwargs`); `console` defaults to
+    plain logging on stderr."""
     from dreammake.project import Options, Project, parse_assignments
 
     options = Options(ctx_kwargs.pop("dreamfile"), parse_assignments(ctx_kwargs.pop("config"), "--config"),
                       wait=not ctx_kwargs.pop("no_wait"), debug=ctx_kwargs.pop("debug"), read_only=read_only,
                       one_shot=isinstance(click.get_current_context().find_root().obj, EntryPoint))
-    return Project(options, console)
+    return Project(options, console or Console(debug=options.debug))
 
 
-def _fail(console: Console, exc: DreamError, debug: bool) -> None:
+def _fail(exc: DreamError | OSError, debug: bool) -> NoReturn:
+    """The one error path of every command: one line on stderr and exit 2 (with --debug, the traceback first)."""
     if debug:
         import traceback
 
         traceback.print_exception(exc)
-    console.error(exc.one_line())
-    sys.exit(exc.exit_code)
+    if isinstance(exc, DreamError):
+        Console().error(exc.one_line())
+        sys.exit(exc.exit_code)
+    where = f": {exc.filename}" if exc.filename else ""
+    Console().error(f"{exc.strerror or exc}{where}")
+    sys.exit(DreamError.exit_code)
 
 
-class DreamGroup(click.Group):
+class DreamCommand(click.Command):
+    """A dreammake command: a user's mistake in it (a DreamError, or a file it cannot read or write) ends as one
+    line on stderr and exit 2, however the command is reached."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DreamError, OSError) as exc:
+            _fail(exc, ctx.meta.get(_DEBUG, False))
+
+
+class CommandGroup(click.Group):
+    """A group of DreamCommands (`@group.command` makes one; `@group.group` makes another CommandGroup)."""
+
+    command_class = DreamCommand
+
+
+CommandGroup.group_class = CommandGroup
+
+
+class DreamGroup(CommandGroup):
     """`dreammake [OPTIONS] [TARGETS]` builds; a known command name as the first word runs that command."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -78,6 +114,20 @@ class DreamGroup(click.Group):
                 return super().parse_args(ctx, [token, *args[:i], *args[i + 1 :]])
             break
         return super().parse_args(ctx, ["build", *args])
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [TARGETS]... | COMMAND [ARGS]...")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's options, then the build options (`dreammake [OPTIONS] [TARGETS]`), then the commands."""
+        click.Command.format_options(self, ctx, formatter)
+        build_cmd = self.commands["build"]
+        help_option = build_cmd.get_help_option(ctx)
+        records = [p.get_help_record(ctx) for p in build_cmd.get_params(ctx)
+                   if isinstance(p, click.Option) and p is not help_option]
+        with formatter.section("Build options (dreammake [OPTIONS] [TARGETS], or `dreammake build`)"):
+            formatter.write_dl(records)
+        self.format_commands(ctx, formatter)
 
 
 @click.group(cls=DreamGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,7 +171,6 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
     dry_run = dry_run or mode == "dry-run"
     question = question or mode == "question"
     console = Console(quiet=quiet or question, debug=common["debug"])
-    debug = common["debug"]
     jobserver = JobServer.from_environment() if not (dry_run or question) else None
     if jobs is None:
         jobs = 64 if jobserver is not None else 1
@@ -152,8 +201,6 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
             _report(console, summary, len(stale))
         else:
             _allow_fast_exit()
-    except DreamError as exc:
-        _fail(console, exc, debug)
     except KeyboardInterrupt:
         console.error("interrupted; finished targets are kept")
         os._exit(130)
@@ -217,31 +264,26 @@ def _report(console: Console, summary: Any, planned: int) -> None:
 @common_options
 def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
     """Show each target: up-to-date / stale / missing, why, its rule, rows, build time and LLM spend."""
-    console = Console(debug=common["debug"])
-    debug = common["debug"]
-    try:
-        with _project(common, console, read_only=True) as project:
-            graph = project.graph(list(targets))
-            decisions = project.planner(graph).plan()
-            details = project.state.target_details([p for d in decisions for p in d.job.output_paths])
-        rows = []
-        for d in decisions:
-            for path in d.job.output_paths:
-                rec = details.get(path) or {}
-                state = "up-to-date" if not d.stale else "missing" if not os.path.lexists(path) else "stale"
-                rows.append({"target": path, "state": state, "reason": d.reason, "detail": d.detail or None,
-                             "rule": d.job.rule.name, "rows": rec.get("rows"),
-                             "built_at": rec["built_at"].isoformat() if rec.get("built_at") else None,
-                             "duration_s": rec.get("duration_s"), **(rec.get("stats") or {})})
-        if as_json:
-            click.echo(json.dumps({"targets": rows}, indent=2, default=str))
-            return
-        for row in rows:
-            rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
-            why = f" ({row['detail']})" if row["detail"] else ""
-            click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with _project(common, read_only=True) as project:
+        graph = project.graph(list(targets))
+        decisions = project.planner(graph).plan()
+        details = project.state.target_details([p for d in decisions for p in d.job.output_paths])
+    rows = []
+    for d in decisions:
+        for path in d.job.output_paths:
+            rec = details.get(path) or {}
+            state = "up-to-date" if not d.stale else "missing" if not os.path.lexists(path) else "stale"
+            rows.append({"target": path, "state": state, "reason": d.reason, "detail": d.detail or None,
+                         "rule": d.job.rule.name, "rows": rec.get("rows"),
+                         "built_at": rec["built_at"].isoformat() if rec.get("built_at") else None,
+                         "duration_s": rec.get("duration_s"), **(rec.get("stats") or {})})
+    if as_json:
+        click.echo(json.dumps({"targets": rows}, indent=2, default=str))
+        return
+    for row in rows:
+        rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
+        why = f" ({row['detail']})" if row["detail"] else ""
+        click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
 
 
 @main.command("graph")
@@ -254,21 +296,16 @@ def graph_cmd(targets: tuple[str, ...], fmt: str, output: str | None, **common: 
     """Draw the job graph (sources, jobs and their edges)."""
     from dreammake import drawing
 
-    console = Console(debug=common["debug"])
-    try:
-        with _project(common, console) as project:
-            graph = project.graph(list(targets))
-            data = drawing.render(graph, fmt)
-        if output:
-            mode = "wb" if isinstance(data, bytes) else "w"
-            with open(output, mode) as f:
-                f.write(data)
-        elif isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-        else:
-            click.echo(data, nl=False)
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with _project(common) as project:
+        data = drawing.render(project.graph(list(targets)), fmt)
+    if output:
+        mode = "wb" if isinstance(data, bytes) else "w"
+        with open(output, mode) as f:
+            f.write(data)
+    elif isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+    else:
+        click.echo(data, nl=False)
 
 
 @main.command("clean")
@@ -276,15 +313,11 @@ def graph_cmd(targets: tuple[str, ...], fmt: str, output: str | None, **common: 
 @common_options
 def clean(targets: tuple[str, ...], **common: Any) -> None:
     """Remove built outputs (of TARGETS and what they need; default: everything) and their records."""
-    console = Console(debug=common["debug"])
-    try:
-        with _project(common, console) as project:
-            removed = project.clean(project.graph(list(targets)))
-        for path in removed:
-            console.line("skip", f"removed {path}")
-        console.line("done", f"{len(removed)} output(s) removed")
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with _project(common) as project:
+        removed = project.clean(project.graph(list(targets)))
+    for path in removed:
+        project.console.line("skip", f"removed {path}")
+    project.console.line("done", f"{len(removed)} output(s) removed")
 
 
 @main.group("cache")
@@ -296,21 +329,19 @@ def _with_state(fn: Callable[..., Any]) -> Callable[..., Any]:
     import functools
 
     @click.option("--no-wait", is_flag=True, help="Exit with code 2 if another dreammake holds the project.")
+    @click.option("--debug", is_flag=True, expose_value=False, callback=_remember_debug,
+                  help="Show tracebacks for errors.")
     @functools.wraps(fn)
     def wrapper(no_wait: bool, **kwargs: Any) -> None:
         from pathlib import Path
 
         from dreammake.state import State
 
-        console = Console()
+        state = State(Path.cwd(), wait=not no_wait)
         try:
-            state = State(Path.cwd(), wait=not no_wait)
-            try:
-                fn(state, console, **kwargs)
-            finally:
-                state.close()
-        except DreamError as exc:
-            _fail(console, exc, False)
+            fn(state, Console(), **kwargs)
+        finally:
+            state.close()
 
     return wrapper
 
@@ -375,18 +406,14 @@ def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) ->
     each target's prerequisites are its inputs and the Dreamfile; each recipe asks dreammake for it."""
     from dreammake.makeint import makefile
 
-    console = Console(debug=common["debug"])
     dreamfile = common["dreamfile"]
-    try:
-        with _project(common, console) as project:
-            text = makefile(project.graph(list(targets)), dreamfile)
-        if output:
-            with open(output, "w") as f:
-                f.write(text)
-        else:
-            click.echo(text, nl=False)
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with _project(common) as project:
+        text = makefile(project.graph(list(targets)), dreamfile)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
 
 
 from dreammake.cli_cards import COMMANDS  # noqa: E402 - these commands use common_options defined above
