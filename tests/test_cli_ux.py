@@ -1,5 +1,5 @@
 """A user's first hour: one error path for every command, help that shows the build options, 'did you mean'
-for mistyped targets and rule kinds."""
+for mistyped targets and rule kinds, and a plan that names the params key that changed."""
 
 from __future__ import annotations
 
@@ -119,3 +119,37 @@ def test_mistyped_rule_kind(project):
     project.dreamfile('rule("a", output="t/a.parquet", run=rules.qqqqqq())\n')
     assert "known kinds: concat, " in project.run(code=2)
 
+
+PARAMS = """
+def make(params):
+    return [{"text": params["instruction"]}] * params["n"]
+rule("a", output="t/a.parquet", params={"instruction": config.get("instruction", "one"), "n": config.get("n", 3)},
+     run=make)
+rule("b", input="t/a.parquet", output="t/b.parquet", run=rules.take(config.get("take", 2)))
+"""
+
+
+def test_plan_names_the_params_keys_that_changed(project):
+    project.dreamfile(PARAMS)
+    project.run()
+    plan = project.run("-n", "--config", "instruction=two")
+    assert "a\tt/a.parquet\tparams: params.instruction changed" in plan
+    assert "b\tt/b.parquet\tinput: input t/a.parquet will be rebuilt" in plan
+    plan = project.run("-n", "--config", "instruction=two", "--config", "n=4")
+    assert "a\tt/a.parquet\tparams: params.instruction, params.n changed" in plan
+    assert "b\tt/b.parquet\tparams: params.n changed" in project.run("-n", "--config", "take=1")
+    project.run("--config", "take=1")  # the new record keeps per-key hashes too
+    assert "b\tt/b.parquet\tparams: params.n changed" in project.run("-n")
+
+
+def test_plan_without_per_key_hashes_says_params(project):
+    """A record written before per-key hashes existed (only the params hash) still gives a reason."""
+    import duckdb
+
+    project.dreamfile(PARAMS)
+    project.run()
+    db = duckdb.connect(str(project.root / ".dreammake/state.duckdb"))
+    db.execute("UPDATE targets SET params_hash = split_part(params_hash, ' ', 1)")
+    db.close()
+    (project.root / ".dreammake/snapshot.marshal").unlink(missing_ok=True)
+    assert "a\tt/a.parquet\tparams: params changed" in project.run("-n", "--config", "instruction=two")
