@@ -320,6 +320,26 @@ def clean(targets: tuple[str, ...], **common: Any) -> None:
     project.console.line("done", f"{len(removed)} output(s) removed")
 
 
+@main.command("show")
+@click.argument("target")
+@click.option("-n", "--rows", "limit", type=click.IntRange(0), default=20, show_default=True,
+              help="How many rows to print.")
+@click.option("--columns", metavar="A,B", help="Only these columns (comma-separated), in this order.")
+@click.option("--sample", is_flag=True, help="Random rows (in file order) instead of the first ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, values complete (tables cut long cells).")
+@common_options
+def show_cmd(target: str, limit: int, columns: str | None, sample: bool, as_json: bool, **common: Any) -> None:
+    """Print rows of a Parquet TARGET (a path or rule name; or a Parquet source file): a table on a terminal,
+    tab-separated text otherwise."""
+    from dreammake import show
+
+    with _project(common, read_only=True) as project:
+        path = show.table_path(project.workflow, target)
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    table, total = show.read_rows(path, limit, names, sample)
+    show.print_rows(table, total, path, sys.stdout, as_json)
+
+
 @main.group("cache")
 def cache_group() -> None:
     """Inspect and manage the LLM row cache (.dreammake/state.duckdb, table llm_cache)."""

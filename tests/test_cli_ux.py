@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 import pytest
+from ux_helpers import assert_one_error_line
 
 from dreammake.cli import main
 
@@ -45,13 +46,6 @@ def arguments(path: tuple[str, ...], cmd: click.Command, target: str | None) -> 
             value = FILLERS[param.name]
             args += [param.opts[0], value] if isinstance(param, click.Option) else [value]
     return args
-
-
-def assert_one_error_line(out: str) -> str:
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), out
-    assert "Traceback" not in out
-    return lines[0]
 
 
 COMMANDS = leaf_commands(main)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from ux_helpers import FakeTerminal
 
 from dreammake.console import Console
 
@@ -62,13 +63,6 @@ def run_in_terminal(args: list[str], cwd: Path, timeout: float = 900) -> tuple[i
     reader.join(timeout=10)
     os.close(main_fd)
     return code, ANSI.sub("", b"".join(chunks).decode(errors="replace"))
-
-
-class FakeTerminal(io.StringIO):
-    """A stream that says it is a terminal, so Console draws rich progress into it."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def test_progress_bars_one_after_another(monkeypatch):
