@@ -57,32 +57,42 @@ def _project(ctx_kwargs: dict[str, Any], console: Console | None = None, read_on
     return Project(options, console or Console(debug=options.debug))
 
 
-def _fail(exc: DreamError | OSError, debug: bool) -> NoReturn:
+USER_ERRORS = (DreamError, click.UsageError, OSError)  # a user's mistake (or a file that cannot be read/written)
+
+
+def _fail(exc: BaseException, debug: bool) -> NoReturn:
     """The one error path of every command: one line on stderr and exit 2 (with --debug, the traceback first)."""
     if debug:
         import traceback
 
         traceback.print_exception(exc)
     if isinstance(exc, DreamError):
-        Console().error(exc.one_line())
-        sys.exit(exc.exit_code)
-    where = f": {exc.filename}" if exc.filename else ""
-    Console().error(f"{exc.strerror or exc}{where}")
+        text = exc.one_line()
+    elif isinstance(exc, click.UsageError):
+        text = exc.format_message() + (f" — see `{exc.ctx.command_path} --help`" if exc.ctx else "")
+    else:
+        text = f"{getattr(exc, 'strerror', None) or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None)
+                                                             else "")
+    Console().error(text)
     sys.exit(DreamError.exit_code)
 
 
-class DreamCommand(click.Command):
-    """A dreammake command: a user's mistake in it (a DreamError, or a file it cannot read or write) ends as one
-    line on stderr and exit 2, however the command is reached."""
+class OneLineErrors(click.Command):
+    """Ends a USER_ERRORS exception raised while running the command (for a group: while parsing and running
+    its subcommand) as one `error:` line and exit 2, however the command is reached."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (DreamError, OSError) as exc:
+        except USER_ERRORS as exc:
             _fail(exc, ctx.meta.get(_DEBUG, False))
 
 
-class CommandGroup(click.Group):
+class DreamCommand(OneLineErrors):
+    """A dreammake command."""
+
+
+class CommandGroup(OneLineErrors, click.Group):
     """A group of DreamCommands (`@group.command` makes one; `@group.group` makes another CommandGroup)."""
 
     command_class = DreamCommand

@@ -67,6 +67,15 @@ def test_every_command_has_one_error_line(project, path, cmd):
     assert f"no rule makes {TYPO}" in line and "did you mean t/b.parquet?" in line
 
 
+def test_usage_mistakes_are_one_line(project):
+    project.dreamfile(GOOD)
+    assert "Missing argument 'TARGET'" in assert_one_error_line(project.run("show", code=2))
+    line = assert_one_error_line(project.run("show", "a", "--colums", "x", code=2))
+    assert "No such option '--colums'. Did you mean '--columns'?" in line and "show --help`" in line
+    assert "Did you mean 'stats'?" in assert_one_error_line(project.run("cache", "stat", code=2))
+    assert "0 is not in the range" in assert_one_error_line(project.run("-j", "0", code=2))
+
+
 def test_debug_shows_the_traceback(project):
     project.dreamfile(GOOD)
     out = project.run("graph", "--debug", TYPO, code=2)
