@@ -144,9 +144,10 @@ class Identity:
     @cached_property
     def param_keys(self) -> dict[str, str]:
         """A hash per top-level key of the params (`params.KEY`: the action's settings and the rule's params=),
-        so a plan can name the key that changed. Computed on first use: a no-op check never needs them."""
+        so a plan can name the key that changed. Computed on first use: a no-op check never needs them. They only
+        name what changed (the fingerprint uses `params`), so 64 bits each are plenty."""
         keys = dict.fromkeys(key for source in self.params_source for key in source)
-        return {f"params.{key}": hash_data([source[key] for source in self.params_source if key in source])
+        return {f"params.{key}": hash_data([source[key] for source in self.params_source if key in source])[:16]
                 for key in keys}
 
     def components(self, inputs_hash: str) -> dict[str, str]:

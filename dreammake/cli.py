@@ -21,6 +21,7 @@ Examples:
   dreammake -n                       show the plan: one line per job, with the reason
   dreammake -q targets/x.parquet     exit 0 if up to date, 1 if stale (like make -q)
   dreammake -j 4 --config n=1000     four jobs at once, with a config value overridden
+  dreammake show targets/x.parquet   look at the rows of a target (a table; --json for JSON lines)
   dreammake status | graph | clean   inspect, draw, remove outputs
 """
 
@@ -70,16 +71,17 @@ def _fail(exc: BaseException, debug: bool) -> NoReturn:
         text = exc.one_line()
     elif isinstance(exc, click.UsageError):
         text = exc.format_message() + (f" — see `{exc.ctx.command_path} --help`" if exc.ctx else "")
+    elif isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.strerror}: {exc.filename}"
     else:
-        text = f"{getattr(exc, 'strerror', None) or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None)
-                                                             else "")
+        text = str(exc)
     Console().error(text)
     sys.exit(DreamError.exit_code)
 
 
-class OneLineErrors(click.Command):
-    """Ends a USER_ERRORS exception raised while running the command (for a group: while parsing and running
-    its subcommand) as one `error:` line and exit 2, however the command is reached."""
+class DreamCommand(click.Command):
+    """A dreammake command: a USER_ERRORS exception raised while it runs (for a group: while its subcommand is
+    parsed and run) ends as one `error:` line and exit 2, however the command is reached."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -88,11 +90,7 @@ class OneLineErrors(click.Command):
             _fail(exc, ctx.meta.get(_DEBUG, False))
 
 
-class DreamCommand(OneLineErrors):
-    """A dreammake command."""
-
-
-class CommandGroup(OneLineErrors, click.Group):
+class CommandGroup(DreamCommand, click.Group):
     """A group of DreamCommands (`@group.command` makes one; `@group.group` makes another CommandGroup)."""
 
     command_class = DreamCommand
