@@ -6,6 +6,7 @@ JSON lines (values complete). Only the row groups that hold the wanted rows are 
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -65,8 +66,10 @@ def read_rows(path: str, limit: int, columns: list[str] | None = None, sample: b
     wanted = sorted(random.sample(range(total), min(limit, total))) if sample else range(min(limit, total))
     pieces, start = [], 0
     for group in range(file.num_row_groups):
+        if not wanted or start > wanted[-1]:
+            break
         end = start + file.metadata.row_group(group).num_rows
-        inside = [i - start for i in wanted if start <= i < end]
+        inside = [i - start for i in wanted[bisect.bisect_left(wanted, start) : bisect.bisect_left(wanted, end)]]
         if inside:
             pieces.append(file.read_row_group(group, columns=columns).take(inside))
         start = end
