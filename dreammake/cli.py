@@ -330,7 +330,7 @@ def clean(targets: tuple[str, ...], **common: Any) -> None:
 
 @main.command("show")
 @click.argument("target")
-@click.option("-n", "--rows", "limit", type=click.IntRange(0), default=20, show_default=True,
+@click.option("-n", "--rows", "limit", type=click.IntRange(0), default=20, show_default=True, metavar="N",
               help="How many rows to print.")
 @click.option("--columns", metavar="A,B", help="Only these columns (comma-separated), in this order.")
 @click.option("--sample", is_flag=True, help="Random rows (in file order) instead of the first ones.")
