@@ -130,6 +130,7 @@ class Identity:
     code: str
     params: str
     model: str
+    params_source: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)  # what `params` hashes
 
     @cached_property
     def _prefix(self) -> str:
@@ -140,10 +141,19 @@ class Identity:
         the inputs' content hashes)."""
         return digest(self._prefix + inputs_hash)
 
+    @cached_property
+    def param_keys(self) -> dict[str, str]:
+        """A hash per top-level key of the params (`params.KEY`: the action's settings and the rule's params=),
+        so a plan can name the key that changed. Computed on first use: a no-op check never needs them. They only
+        name what changed (the fingerprint uses `params`), so 64 bits each are plenty."""
+        keys = dict.fromkeys(key for source in self.params_source for key in source)
+        return {f"params.{key}": hash_data([source[key] for source in self.params_source if key in source])[:16]
+                for key in keys}
+
     def components(self, inputs_hash: str) -> dict[str, str]:
-        """All five fingerprint components, as stored in the state."""
+        """All five fingerprint components and the per-key params hashes, as stored in the state."""
         return {"kind": self.kind, "code": self.code, "params": self.params, "model": self.model,
-                "inputs": inputs_hash}
+                "inputs": inputs_hash, **self.param_keys}
 
 
 _FUNCTION_KIND = hash_data("function@1")
@@ -164,14 +174,16 @@ def identify(action: Any, rule_params: dict[str, Any], wildcards: dict[str, str]
         _plain_function_identity[id(action)] = (action, ident)
         return ident
     if isinstance(action, Action):
+        action_params = action.params()
         return Identity(
             kind=hash_data(f"{action.kind}@{action.version}"),
             code=hash_data(action.code_identity()),
-            params=hash_data([action.params(), rule_params, wildcards]),
+            params=hash_data([action_params, rule_params, wildcards]),
             model=hash_data(action.model_identity()),
+            params_source=(action_params, rule_params),
         )
     params = hash_data([rule_params, wildcards]) if rule_params or wildcards else _NO_PARAMS
-    return Identity(_FUNCTION_KIND, code_hash(action), params, _NO_MODEL)
+    return Identity(_FUNCTION_KIND, code_hash(action), params, _NO_MODEL, (rule_params,))
 
 
 def function_arguments(fn: Callable[..., Any]) -> tuple[set[str], bool]:

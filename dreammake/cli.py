@@ -6,14 +6,19 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from dreammake import __version__
+from dreammake.cli_common import (
+    CommandGroup,
+    EntryPoint,
+    allow_fast_exit,
+    common_options,
+    project_of,
+)
 from dreammake.console import Console
-from dreammake.errors import DreamError
 
 EPILOG = """\b
 Examples:
@@ -22,41 +27,12 @@ Examples:
   dreammake -n                       show the plan: one line per job, with the reason
   dreammake -q targets/x.parquet     exit 0 if up to date, 1 if stale (like make -q)
   dreammake -j 4 --config n=1000     four jobs at once, with a config value overridden
+  dreammake show targets/x.parquet   look at the rows of a target (a table; --json for JSON lines)
   dreammake status | graph | clean   inspect, draw, remove outputs
 """
 
 
-def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every command takes: the Dreamfile, config overrides, locking and debug output."""
-    fn = click.option("-f", "--file", "dreamfile", default="Dreamfile", show_default=True,
-                      help="The Dreamfile to read.")(fn)
-    fn = click.option("--config", "config", multiple=True, metavar="KEY=VALUE",
-                      help="Override a `config` value of the Dreamfile (repeatable; JSON values parse).")(fn)
-    fn = click.option("--no-wait", is_flag=True, help="Exit with code 2 instead of waiting when another"
-                      " dreammake holds this project.")(fn)
-    fn = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(fn)
-    return fn
-
-
-def _project(ctx_kwargs: dict[str, Any], console: Console, read_only: bool = False) -> Any:
-    from dreammake.project import Options, Project, parse_assignments
-
-    options = Options(ctx_kwargs.pop("dreamfile"), parse_assignments(ctx_kwargs.pop("config"), "--config"),
-                      wait=not ctx_kwargs.pop("no_wait"), debug=ctx_kwargs.pop("debug"), read_only=read_only,
-                      one_shot=isinstance(click.get_current_context().find_root().obj, EntryPoint))
-    return Project(options, console)
-
-
-def _fail(console: Console, exc: DreamError, debug: bool) -> None:
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc)
-    console.error(exc.one_line())
-    sys.exit(exc.exit_code)
-
-
-class DreamGroup(click.Group):
+class DreamGroup(CommandGroup):
     """`dreammake [OPTIONS] [TARGETS]` builds; a known command name as the first word runs that command."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -79,6 +55,20 @@ class DreamGroup(click.Group):
                 return super().parse_args(ctx, [token, *args[:i], *args[i + 1 :]])
             break
         return super().parse_args(ctx, ["build", *args])
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [TARGETS]... | COMMAND [ARGS]...")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's options, then the build options (`dreammake [OPTIONS] [TARGETS]`), then the commands."""
+        click.Command.format_options(self, ctx, formatter)
+        build_cmd = self.commands["build"]
+        help_option = build_cmd.get_help_option(ctx)
+        records = [p.get_help_record(ctx) for p in build_cmd.get_params(ctx)
+                   if isinstance(p, click.Option) and p is not help_option]
+        with formatter.section("Build options (dreammake [OPTIONS] [TARGETS], or `dreammake build`)"):
+            formatter.write_dl(records)
+        self.format_commands(ctx, formatter)
 
 
 @click.group(cls=DreamGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +112,6 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
     dry_run = dry_run or mode == "dry-run"
     question = question or mode == "question"
     console = Console(quiet=quiet or question, debug=common["debug"])
-    debug = common["debug"]
     jobserver = JobServer.from_environment() if not (dry_run or question) else None
     if jobs is None:
         jobs = 64 if jobserver is not None else 1
@@ -135,7 +124,8 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
         from dreammake.project import parse_assignments
 
         limits = parse_assignments(resources, "--resources")
-        with recorder or contextlib.nullcontext(), _project(common, console, read_only=dry_run or question) as project:
+        read_only = dry_run or question
+        with recorder or contextlib.nullcontext(), project_of(common, console, read_only=read_only) as project:
             graph = project.graph(list(targets), until)
             planner = project.planner(graph, list(forced), forceall)
             decisions = planner.plan()
@@ -143,7 +133,7 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
                 recorder.stop()  # what the check depended on is known; the build (if any) is not part of it
             stale = [d for d in decisions if d.stale and not d.job.rule.is_phony]
             if question or dry_run:
-                _allow_fast_exit()
+                allow_fast_exit()
             if question and stale:
                 sys.exit(1)
             if dry_run:
@@ -163,25 +153,10 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
             if recorder is not None:  # the state is closed: its signature is final
                 up = sum(1 for d in decisions if not d.job.rule.is_phony)
                 recorder.save(key, sorted(main.commands), up, planner.hashed_paths())
-            _allow_fast_exit()
-    except DreamError as exc:
-        _fail(console, exc, debug)
+            allow_fast_exit()
     except KeyboardInterrupt:
         console.error("interrupted; finished targets are kept")
         os._exit(130)
-
-
-class EntryPoint:
-    """What the `dreammake` executable learns from the command it ran (click's `obj`)."""
-
-    fast_exit = False
-
-
-def _allow_fast_exit() -> None:
-    """Mark this run as having started no job and no model, so the process may skip interpreter teardown."""
-    entry = click.get_current_context().find_root().obj
-    if isinstance(entry, EntryPoint):
-        entry.fast_exit = True
 
 
 def run() -> None:
@@ -229,31 +204,26 @@ def _report(console: Console, summary: Any, planned: int) -> None:
 @common_options
 def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
     """Show each target: up-to-date / stale / missing, why, its rule, rows, build time and LLM spend."""
-    console = Console(debug=common["debug"])
-    debug = common["debug"]
-    try:
-        with _project(common, console, read_only=True) as project:
-            graph = project.graph(list(targets))
-            decisions = project.planner(graph).plan()
-            details = project.state.target_details([p for d in decisions for p in d.job.output_paths])
-        rows = []
-        for d in decisions:
-            for path in d.job.output_paths:
-                rec = details.get(path) or {}
-                state = "up-to-date" if not d.stale else "missing" if not os.path.lexists(path) else "stale"
-                rows.append({"target": path, "state": state, "reason": d.reason, "detail": d.detail or None,
-                             "rule": d.job.rule.name, "rows": rec.get("rows"),
-                             "built_at": rec["built_at"].isoformat() if rec.get("built_at") else None,
-                             "duration_s": rec.get("duration_s"), **(rec.get("stats") or {})})
-        if as_json:
-            click.echo(json.dumps({"targets": rows}, indent=2, default=str))
-            return
-        for row in rows:
-            rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
-            why = f" ({row['detail']})" if row["detail"] else ""
-            click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with project_of(common, read_only=True) as project:
+        graph = project.graph(list(targets))
+        decisions = project.planner(graph).plan()
+        details = project.state.target_details([p for d in decisions for p in d.job.output_paths])
+    rows = []
+    for d in decisions:
+        for path in d.job.output_paths:
+            rec = details.get(path) or {}
+            state = "up-to-date" if not d.stale else "missing" if not os.path.lexists(path) else "stale"
+            rows.append({"target": path, "state": state, "reason": d.reason, "detail": d.detail or None,
+                         "rule": d.job.rule.name, "rows": rec.get("rows"),
+                         "built_at": rec["built_at"].isoformat() if rec.get("built_at") else None,
+                         "duration_s": rec.get("duration_s"), **(rec.get("stats") or {})})
+    if as_json:
+        click.echo(json.dumps({"targets": rows}, indent=2, default=str))
+        return
+    for row in rows:
+        rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
+        why = f" ({row['detail']})" if row["detail"] else ""
+        click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
 
 
 @main.command("graph")
@@ -266,21 +236,16 @@ def graph_cmd(targets: tuple[str, ...], fmt: str, output: str | None, **common: 
     """Draw the job graph (sources, jobs and their edges)."""
     from dreammake import drawing
 
-    console = Console(debug=common["debug"])
-    try:
-        with _project(common, console) as project:
-            graph = project.graph(list(targets))
-            data = drawing.render(graph, fmt)
-        if output:
-            mode = "wb" if isinstance(data, bytes) else "w"
-            with open(output, mode) as f:
-                f.write(data)
-        elif isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-        else:
-            click.echo(data, nl=False)
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with project_of(common) as project:
+        data = drawing.render(project.graph(list(targets)), fmt)
+    if output:
+        mode = "wb" if isinstance(data, bytes) else "w"
+        with open(output, mode) as f:
+            f.write(data)
+    elif isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+    else:
+        click.echo(data, nl=False)
 
 
 @main.command("clean")
@@ -288,94 +253,31 @@ def graph_cmd(targets: tuple[str, ...], fmt: str, output: str | None, **common: 
 @common_options
 def clean(targets: tuple[str, ...], **common: Any) -> None:
     """Remove built outputs (of TARGETS and what they need; default: everything) and their records."""
-    console = Console(debug=common["debug"])
-    try:
-        with _project(common, console) as project:
-            removed = project.clean(project.graph(list(targets)))
-        for path in removed:
-            console.line("skip", f"removed {path}")
-        console.line("done", f"{len(removed)} output(s) removed")
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with project_of(common) as project:
+        removed = project.clean(project.graph(list(targets)))
+    for path in removed:
+        project.console.line("skip", f"removed {path}")
+    project.console.line("done", f"{len(removed)} output(s) removed")
 
 
-@main.group("cache")
-def cache_group() -> None:
-    """Inspect and manage the LLM row cache (.dreammake/cache.duckdb, table llm_cache)."""
+@main.command("show")
+@click.argument("target")
+@click.option("-n", "--rows", "limit", type=click.IntRange(0), default=20, show_default=True, metavar="N",
+              help="How many rows to print.")
+@click.option("--columns", metavar="A,B", help="Only these columns (comma-separated), in this order.")
+@click.option("--sample", is_flag=True, help="Random rows (in file order) instead of the first ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, values complete (tables cut long cells).")
+@common_options
+def show_cmd(target: str, limit: int, columns: str | None, sample: bool, as_json: bool, **common: Any) -> None:
+    """Print rows of a Parquet TARGET (a path or rule name; or a Parquet source file): a table on a terminal,
+    tab-separated text otherwise."""
+    from dreammake import show
 
-
-def _with_state(fn: Callable[..., Any]) -> Callable[..., Any]:
-    import functools
-
-    @click.option("--no-wait", is_flag=True, help="Exit with code 2 if another dreammake holds the project.")
-    @functools.wraps(fn)
-    def wrapper(no_wait: bool, **kwargs: Any) -> None:
-        from pathlib import Path
-
-        from dreammake.state import State
-
-        console = Console()
-        try:
-            state = State(Path.cwd(), wait=not no_wait)
-            try:
-                fn(state, console, **kwargs)
-            finally:
-                state.close()
-        except DreamError as exc:
-            _fail(console, exc, False)
-
-    return wrapper
-
-
-@cache_group.command("stats")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_with_state
-def cache_stats(state: Any, console: Console, as_json: bool) -> None:
-    """Cached generations per model: entries, tokens, cost."""
-    from dreammake.llm import cache
-
-    data = cache.stats(state.cache_db)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"{data['entries']:,} cached generation(s)")
-    for m in data["models"]:
-        click.echo(f"  model {m['model'][:12]}  {m['entries']:>9,} rows  {m['prompt_tokens']:>11,} prompt tokens"
-                   f"  {m['completion_tokens']:>11,} completion tokens  ${m['cost_usd']:.4f}")
-
-
-@cache_group.command("prune")
-@click.option("--older-than", "days", type=float, metavar="DAYS", help="Only rows cached more than DAYS ago.")
-@click.option("--model", metavar="HASH", help="Only rows of this model (identity hash prefix, see `cache stats`).")
-@click.option("--all", "everything", is_flag=True, help="Delete every cached row.")
-@_with_state
-def cache_prune(state: Any, console: Console, days: float | None, model: str | None, everything: bool) -> None:
-    """Delete cached generations (say which: --older-than, --model, or --all)."""
-    from dreammake.llm import cache
-
-    if days is None and model is None and not everything:
-        raise DreamError("say what to prune", hint="use --older-than DAYS, --model HASH or --all")
-    console.line("done", f"{cache.prune(state.cache_db, days, model):,} cached row(s) deleted")
-
-
-@cache_group.command("export")
-@click.argument("path", type=click.Path(dir_okay=False))
-@_with_state
-def cache_export(state: Any, console: Console, path: str) -> None:
-    """Write the cache to a Parquet file (share it with `dreammake cache import`)."""
-    from dreammake.llm import cache
-
-    console.line("done", f"{cache.export(state.cache_db, path):,} row(s) written to {path}")
-
-
-@cache_group.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@_with_state
-def cache_import(state: Any, console: Console, path: str) -> None:
-    """Merge a cache file written by `dreammake cache export`."""
-    from dreammake.llm import cache
-
-    console.line("done", f"{cache.import_rows(state.cache_db, path):,} new row(s) imported from {path}")
+    with project_of(common, read_only=True) as project:
+        path = show.table_path(project.workflow, target)
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    table, total = show.read_rows(path, limit, names, sample)
+    show.print_rows(table, total, path, sys.stdout, as_json)
 
 
 @main.command("makefile")
@@ -387,26 +289,23 @@ def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) ->
     each target's prerequisites are its inputs and the Dreamfile; each recipe asks dreammake for it."""
     from dreammake.makeint import makefile
 
-    console = Console(debug=common["debug"])
     dreamfile = common["dreamfile"]
-    try:
-        with _project(common, console) as project:
-            text = makefile(project.graph(list(targets)), dreamfile)
-        if output:
-            with open(output, "w") as f:
-                f.write(text)
-        else:
-            click.echo(text, nl=False)
-    except DreamError as exc:
-        _fail(console, exc, common["debug"])
+    with project_of(common) as project:
+        text = makefile(project.graph(list(targets)), dreamfile)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
 
 
-from dreammake.cli_cards import COMMANDS  # noqa: E402 - these commands use common_options defined above
+def _register() -> None:
+    """Attach the commands that live in their own modules (cards and publishing; state and cache)."""
+    from dreammake.cli_cards import COMMANDS
+    from dreammake.cli_state import cache_group, state_group
 
-for _command in COMMANDS:
-    main.add_command(_command)
+    for command in (*COMMANDS, state_group, cache_group):
+        main.add_command(command)
 
-from dreammake.cli_state import cache_rebuild, state_group  # noqa: E402 - the recovery commands
 
-main.add_command(state_group)
-cache_group.add_command(cache_rebuild)
+_register()

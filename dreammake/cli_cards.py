@@ -15,8 +15,7 @@ from typing import Any
 
 import click
 
-from dreammake.cli import _fail, _project, common_options
-from dreammake.console import Console
+from dreammake.cli_common import DreamCommand, common_options, project_of
 from dreammake.errors import DreamError
 
 TEMPLATE_HELP = "A Jinja card template of your own (it may extend dataset_card.md.j2 or model_card.md.j2)."
@@ -45,7 +44,7 @@ def _emit(text: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-@click.command("card")
+@click.command("card", cls=DreamCommand)
 @click.argument("target")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True,
               help="The README.md card, or the machine-readable JSON card.")
@@ -59,20 +58,15 @@ def card(target: str, fmt: str, output: str | None, template: str | None, licens
     from dreammake.cards.build import build_card
     from dreammake.cards.render import card_json, render_markdown
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        with _project(common, console) as project:
-            graph, job = _requested(project, target)
-            if job.rule.is_phony:
-                raise DreamError(f"{target} is an aggregate rule with no outputs", hint="ask for one of its targets")
-            data = build_card(graph, project.state, job, license=license_id)
-        _emit(render_markdown(data, template) if fmt == "md" else card_json(data), output)
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with project_of(common) as project:
+        graph, job = _requested(project, target)
+        if job.rule.is_phony:
+            raise DreamError(f"{target} is an aggregate rule with no outputs", hint="ask for one of its targets")
+        data = build_card(graph, project.state, job, license=license_id)
+    _emit(render_markdown(data, template) if fmt == "md" else card_json(data), output)
 
 
-@click.command("fingerprint")
+@click.command("fingerprint", cls=DreamCommand)
 @click.argument("target")
 @click.option("--tree", is_flag=True, help="Also print the fingerprint of every upstream job and source file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: the fingerprint and every upstream node.")
@@ -81,22 +75,17 @@ def fingerprint(target: str, tree: bool, as_json: bool, **common: Any) -> None:
     """Print the recursive fingerprint of TARGET: it covers its rule and everything upstream, built or not."""
     from dreammake.cards import recipe
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        with _project(common, console) as project:
-            graph, job = _requested(project, target)
-            nodes = recipe.fingerprints(graph, project.planner(graph))
-        roots = [job.name] if job.outputs else [d.name for d in job.deps if d.name in nodes]
-        if as_json:
-            click.echo(json.dumps({"target": target, "fingerprints": {r: nodes[r].fingerprint for r in roots},
-                                   "nodes": [n.to_dict() for n in nodes.values()]}, indent=2))
-            return
-        for root in roots:
-            lines = recipe.tree(nodes, root) if tree else [f"{nodes[root].fingerprint}  {root}"]
-            click.echo("\n".join(lines))
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with project_of(common) as project:
+        graph, job = _requested(project, target)
+        nodes = recipe.fingerprints(graph, project.planner(graph))
+    roots = [job.name] if job.outputs else [d.name for d in job.deps if d.name in nodes]
+    if as_json:
+        click.echo(json.dumps({"target": target, "fingerprints": {r: nodes[r].fingerprint for r in roots},
+                               "nodes": [n.to_dict() for n in nodes.values()]}, indent=2))
+        return
+    for root in roots:
+        lines = recipe.tree(nodes, root) if tree else [f"{nodes[root].fingerprint}  {root}"]
+        click.echo("\n".join(lines))
 
 
 @contextlib.contextmanager
@@ -109,7 +98,7 @@ def _inside(folder: str) -> Iterator[None]:
         os.chdir(old)
 
 
-@click.command("diff")
+@click.command("diff", cls=DreamCommand)
 @click.argument("other", type=click.Path(exists=True, file_okay=False))
 @click.argument("targets", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one record per job.")
@@ -121,18 +110,12 @@ def diff(other: str, targets: tuple[str, ...], as_json: bool, **common: Any) -> 
     model, inputs). Exit 0 when everything matches, 1 when something differs."""
     from dreammake.cards import recipe
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        sides = []
-        for folder in (os.getcwd(), other):  # one after the other: both Dreamfiles share a file name
-            with _inside(folder), _project(dict(common), console) as project:
-                graph = project.graph(list(targets))
-                sides.append(recipe.fingerprints(graph, project.planner(graph)))
-        diffs = recipe.compare(*sides)
-    except DreamError as exc:
-        _fail(console, exc, debug)
-        return
+    sides = []
+    for folder in (os.getcwd(), other):  # one after the other: both Dreamfiles share a file name
+        with _inside(folder), project_of(dict(common)) as project:
+            graph = project.graph(list(targets))
+            sides.append(recipe.fingerprints(graph, project.planner(graph)))
+    diffs = recipe.compare(*sides)
     first = recipe.first_divergence(diffs)
     if as_json:
         click.echo(json.dumps({"same": first is None, "first_divergence": first.to_dict() if first else None,
@@ -147,7 +130,7 @@ def diff(other: str, targets: tuple[str, ...], as_json: bool, **common: Any) -> 
     sys.exit(0 if first is None else 1)
 
 
-@click.command("publish")
+@click.command("publish", cls=DreamCommand)
 @click.argument("target")
 @click.option("--repo", "repo_id", required=True, metavar="ORG/NAME", help="The Hub repository to create or update.")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
@@ -162,24 +145,19 @@ def publish(target: str, repo_id: str, private: bool, dry_run: bool, template: s
     The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks another Hub."""
     from dreammake import publish as publishing
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        publishing.check_repo_id(repo_id)
-        with _project(common, console) as project:
-            graph, job = _requested(project, target)
-            bundle = publishing.make_bundle(graph, project.state, job, repo_id, template, license_id)
-        if dry_run:
-            click.echo(f"would upload to {bundle.repo_type} repo {repo_id}:")
-            click.echo("\n".join(publishing.describe(bundle)))
-            return
-        url = publishing.publish(bundle, repo_id, private)
-        console.line("done", f"published {len(bundle.files)} file(s) of {bundle.name} to {repo_id}: {url}")
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    publishing.check_repo_id(repo_id)
+    with project_of(common) as project:
+        graph, job = _requested(project, target)
+        bundle = publishing.make_bundle(graph, project.state, job, repo_id, template, license_id)
+    if dry_run:
+        click.echo(f"would upload to {bundle.repo_type} repo {repo_id}:")
+        click.echo("\n".join(publishing.describe(bundle)))
+        return
+    url = publishing.publish(bundle, repo_id, private)
+    project.console.line("done", f"published {len(bundle.files)} file(s) of {bundle.name} to {repo_id}: {url}")
 
 
-@click.command("export")
+@click.command("export", cls=DreamCommand)
 @click.argument("target")
 @click.argument("folder", type=click.Path(file_okay=False))
 @_template_option
@@ -189,19 +167,14 @@ def export(target: str, folder: str, template: str | None, license_id: str | Non
     """Write the folder `publish` would upload for TARGET into FOLDER (cards included)."""
     from dreammake import publish as publishing
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        with _project(common, console) as project:
-            graph, job = _requested(project, target)
-            bundle = publishing.make_bundle(graph, project.state, job, None, template, license_id)
-        written = publishing.export(bundle, folder)
-        console.line("done", f"{len(written)} file(s) of {bundle.name} written to {folder}")
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with project_of(common) as project:
+        graph, job = _requested(project, target)
+        bundle = publishing.make_bundle(graph, project.state, job, None, template, license_id)
+    written = publishing.export(bundle, folder)
+    project.console.line("done", f"{len(written)} file(s) of {bundle.name} written to {folder}")
 
 
-@click.command("report")
+@click.command("report", cls=DreamCommand)
 @click.argument("targets", nargs=-1)
 @click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
               help="Where to write the HTML file.")
@@ -210,16 +183,11 @@ def report(targets: tuple[str, ...], output: str, **common: Any) -> None:
     """Write one self-contained HTML report: DAG, timings, rows, LLM calls and cache hits, cost, loss curves."""
     from dreammake.report import write_report
 
-    debug = common["debug"]
-    console = Console(debug=debug)
-    try:
-        with _project(common, console) as project:
-            graph = project.graph(list(targets))
-            decisions = project.planner(graph).plan()
-            write_report(graph, decisions, project.state, output, project.root.name or "dreammake")
-        console.line("done", f"report written to {output}")
-    except DreamError as exc:
-        _fail(console, exc, debug)
+    with project_of(common) as project:
+        graph = project.graph(list(targets))
+        decisions = project.planner(graph).plan()
+        write_report(graph, decisions, project.state, output, project.root.name or "dreammake")
+    project.console.line("done", f"report written to {output}")
 
 
 COMMANDS = (card, fingerprint, diff, publish, export, report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 COLOURS = {"run": "cyan", "done": "green", "skip": "dim", "fail": "bold red", "warn": "yellow", "info": "blue"}
@@ -64,12 +65,22 @@ class Console:
         """A sub-progress bar (e.g. rows of a generation); returns `advance(n)`. Thread-safe."""
         if self._progress is None:
             return lambda n: None
-        task = self._progress.add_task(description, total=total)
         progress = self._progress
+        task = progress.add_task(description, total=total)
+        done = 0
+        lock = threading.Lock()
 
         def advance(n: int) -> None:
+            # Counted here, not read back from `progress.tasks`: that is a list, and once an earlier bar
+            # is removed a task id no longer is its index.
+            nonlocal done
+            with lock:
+                if done >= total:
+                    return
+                done += n
+                finished = done >= total
             progress.advance(task, n)
-            if progress.tasks[task].finished:
+            if finished:
                 progress.remove_task(task)
 
         return advance

@@ -14,6 +14,7 @@ from dreammake.confine import OutsideProject, confine
 from dreammake.dsl import Rule, Workflow
 from dreammake.errors import DreamError
 from dreammake.paths import Pattern, fill, normalize
+from dreammake.suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
     import networkx
@@ -68,7 +69,9 @@ class Graph:
         """Only the jobs of `rule_name` and what they need (`--until RULE`)."""
         targets = [j for j in self.jobs if j.rule.name == rule_name]
         if not targets:
-            raise DreamError(f"--until {rule_name}: no job of that rule is needed for the requested targets")
+            names = {j.rule.name for j in self.jobs}
+            raise DreamError(f"--until {rule_name}: no job of that rule is needed for the requested targets"
+                             f"{did_you_mean(rule_name, names)}")
         keep: set[int] = set()
         stack = list(targets)
         while stack:
@@ -169,6 +172,9 @@ class Resolver:
             return self.job_for(rule, {})
         if os.path.exists(path):
             raise DreamError(f"{name} is a source file, not a target: no rule makes it")
+        match = closest(name, [*self.exact, *self.workflow.by_name])
+        if match is not None:
+            raise DreamError(f"no rule makes {name}", hint=f"did you mean {match}?")
         raise DreamError(f"no rule makes {name}", hint="check the path, or run `dreammake status` to list targets")
 
     def resolve(self, names: list[str]) -> Graph:

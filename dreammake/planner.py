@@ -198,8 +198,12 @@ class Planner:
             which = next((p for p in job.input_paths if p in self.changed_files), None)
             return self._stale(decision, "input", f"input {which} changed" if which else "inputs changed")
         names = {"kind": "rule kind or version", "code": "code", "params": "params", "model": "model"}
-        detail = ", ".join(names.get(c, "inputs") for c in changed) + " changed"
-        return self._stale(decision, first, detail)
+        parts = [names.get(c, "inputs") for c in changed]
+        if "params" in changed:  # name the keys (records written before per-key hashes have none)
+            keys = sorted(k for k in {**old, **comps} if k.startswith("params.") and old.get(k) != comps.get(k))
+            if keys and any(k.startswith("params.") for k in old):
+                parts[changed.index("params")] = ", ".join(keys)
+        return self._stale(decision, first, ", ".join(parts) + " changed")
 
     @staticmethod
     def _stale(decision: Decision, reason: str, detail: str) -> Decision:

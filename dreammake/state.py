@@ -86,6 +86,20 @@ def _parse_signature(text: str) -> Signature:
     return int(size), int(mtime_ns), int(inode)
 
 
+def _pack_params(components: dict[str, str]) -> str:
+    """The `params_hash` column: the params hash, then (after a space) the per-key hashes as JSON."""
+    keys = {k: v for k, v in components.items() if k.startswith("params.")}
+    return components["params"] + (" " + json.dumps(keys, sort_keys=True) if keys else "")
+
+
+def _unpack_components(row: Sequence[str]) -> dict[str, str]:
+    """The components dict of a (kind, code, params, model, inputs) row of hashes (see `_pack_params`)."""
+    components = dict(zip(("kind", "code", "params", "model", "inputs"), row))
+    params, _, keys = components["params"].partition(" ")
+    components["params"] = params
+    return {**components, **json.loads(keys)} if keys else components
+
+
 @dataclass(frozen=True)
 class TargetRecord:
     """What the state remembers about one built output."""
@@ -356,7 +370,7 @@ class State:
         if self._components is None:
             rows = self.db.execute("SELECT path, kind_hash, code_hash, params_hash, model_hash, inputs_hash"
                                    " FROM targets").fetchall()
-            self._components = {r[0]: dict(zip(("kind", "code", "params", "model", "inputs"), r[1:])) for r in rows}
+            self._components = {r[0]: _unpack_components(r[1:]) for r in rows}
         return self._components.get(path, {})
 
     @_guarded
@@ -367,7 +381,7 @@ class State:
         rows = []
         for r in records:
             c = r.components
-            rows.append((r.path, r.rule, r.fingerprint, c["kind"], c["code"], c["params"], c["model"], c["inputs"],
+            rows.append((r.path, r.rule, r.fingerprint, c["kind"], c["code"], _pack_params(c), c["model"], c["inputs"],
                          r.content_hash, r.data_hash, r.size, r.rows, r.built_at, r.duration_s, r.run_id,
                          json.dumps(r.stats) if r.stats else None))
         targets = self.targets()

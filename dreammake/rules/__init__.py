@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from dreammake.suggest import closest
+
 # kind name -> module (relative to this package) that defines it
 _KINDS: dict[str, str] = {
     **dict.fromkeys(["read", "rows", "hf_dataset"], "sources"),
@@ -26,6 +28,9 @@ _KINDS: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     module = _KINDS.get(name)
     if module is None:
+        match = closest(name, _KINDS)
+        if match is not None:
+            raise AttributeError(f"dreammake has no rule kind {name!r} (did you mean {match}?)")
         raise AttributeError(f"dreammake has no rule kind {name!r}; known kinds: {', '.join(sorted(_KINDS))}")
     from dreammake.suggest import checked
 
