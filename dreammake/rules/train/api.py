@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from .spec import COMPLETE_MARKER, RESULT_JSON, Spec
+from .spec import COMPLETE_MARKER, RESULT_JSON, Spec, per_device_batch, process_count, resolved_dtype
 
 KINDS = ("sft", "dpo", "reward", "grpo", "classifier", "embedding")
 LOG_FILE = "train.log"
@@ -117,6 +117,9 @@ def run_training(
         raise ValueError("options['base'] (a local model folder) is required")
     if "train" not in inputs:
         raise ValueError("inputs must contain 'train'")
+    nproc = process_count(int(processes), gpus)
+    per_device_batch(options.get("batch_size"), options.get("gradient_accumulation"), nproc)  # fail before launching
+    options["dtype"] = resolved_dtype(options.get("dtype"), gpus)
     extra: dict[str, Any] = {}
     if kind == "grpo":
         if options.get("reward_fn") is not None:
@@ -128,7 +131,6 @@ def run_training(
     work_dir = os.path.abspath(work_dir)
     os.makedirs(output_dir, exist_ok=True)
     os.makedirs(work_dir, exist_ok=True)
-    nproc = gpus if gpus > 0 else max(1, int(processes))
     spec = Spec(
         kind=kind,
         options=options,

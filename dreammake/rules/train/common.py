@@ -11,26 +11,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, world_size
+from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, resolved_dtype, world_size
 
 # --------------------------------------------------------------------------- dtype
 
 
 def resolve_dtype(spec: Spec):
-    """Return (torch dtype for weights, bf16 flag, fp16 flag)."""
+    """Return (torch dtype for weights, bf16 flag, fp16 flag) for the dtype the coordinator resolved."""
     import torch
 
-    dtype = str(spec.opt("dtype")).lower()
-    cuda = (not spec.use_cpu) and torch.cuda.is_available()
-    if dtype == "auto":
-        dtype = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if dtype in ("bf16", "bfloat16"):
-        return torch.bfloat16, True, False
-    if dtype in ("fp16", "float16", "half"):
-        return torch.float16, False, True
-    if dtype in ("fp32", "float32", "float"):
-        return torch.float32, False, False
-    raise ValueError(f"unknown dtype {spec.options.get('dtype')!r} (use auto, bf16, fp16 or fp32)")
+    name = resolved_dtype(spec.opt("dtype"), spec.gpus)
+    return getattr(torch, name), name == "bfloat16", name == "float16"
 
 
 def weight_dtype(spec: Spec):
@@ -129,8 +120,8 @@ def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
     patience = spec.opt("early_stopping_patience")
     kw: dict[str, Any] = {
         "output_dir": spec.checkpoint_dir,
-        "per_device_train_batch_size": int(spec.opt("batch_size")),
-        "per_device_eval_batch_size": int(spec.opt("eval_batch_size", spec.opt("batch_size"))),
+        "per_device_train_batch_size": spec.device_batch,
+        "per_device_eval_batch_size": int(spec.opt("eval_batch_size", spec.device_batch)),
         "gradient_accumulation_steps": int(spec.opt("gradient_accumulation")),
         "learning_rate": float(lr),
         "num_train_epochs": float(spec.opt("epochs")),
