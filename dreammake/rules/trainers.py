@@ -17,7 +17,8 @@ is restarted with the same fingerprint.
 
 The fingerprint names the recipe, not the hardware split: `batch_size` is the global batch, so one
 process or eight train the same thing. The dtype enters it resolved (`auto` is bfloat16 when the rule
-asks for GPUs, else float32).
+asks for GPUs, else float32). Everything a trainer draws comes from `seed`, so on CPU a rebuild
+gives bit-identical weights.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(tar
 class Train(Action):
     """A training job producing a checkpoint folder (see the module docstring)."""
 
-    version = 2  # 2: batch_size is the global batch; the dtype enters resolved
+    version = 2  # 2: batch_size is the global batch; the resolved dtype and full seeding
 
     def __init__(self, kind: str, base: Any, **options: Any):
         if not base:
@@ -185,8 +186,8 @@ COMMON = ("Options: lora={'r': 8} (None = full fine-tune), merge=True (save merg
           " batch_size= (the global batch: rows per optimizer step over all processes; each process takes"
           " batch_size // (processes × gradient_accumulation) rows per micro-batch, so batch_size must be a"
           " multiple of processes × gradient_accumulation), gradient_accumulation= (micro-batches per step;"
-          " trades memory for time, same recipe), learning_rate=, seed=,"
-          " dtype='auto'|'bf16'|'fp16'|'fp32' ('auto': bf16 with GPUs, else fp32), max_length=,"
+          " trades memory for time, same recipe), learning_rate=, seed= (data order, new weights, LoRA init,"
+          " dropout), dtype='auto'|'bf16'|'fp16'|'fp32' ('auto': bf16 with GPUs, else fp32), max_length=,"
           " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=, eval_batch_size="
           " (per process).")
 train_sft = _factory("sft", "Supervised fine-tuning (causal LM or seq2seq) on input→output pairs or a chat"

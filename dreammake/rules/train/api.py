@@ -83,6 +83,7 @@ def worker_env(nproc: int, gpus: int) -> dict[str, str]:
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONHASHSEED"] = "0"  # set order (e.g. PEFT's target module list) must not vary between builds
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])

@@ -34,6 +34,28 @@ def weight_dtype(spec: Spec):
     return dtype
 
 
+# --------------------------------------------------------------------------- determinism
+
+
+def seed_everything(spec: Spec) -> None:
+    """Seed Python, NumPy and torch before any model is built (new heads, LoRA init, dropout, sampling; the
+    trainers seed data order from the same seed); on CPU also use torch's deterministic algorithms."""
+    from transformers import enable_full_determinism, set_seed
+
+    seed = int(spec.opt("seed"))
+    if spec.use_cpu:
+        enable_full_determinism(seed)
+    else:
+        set_seed(seed)
+
+
+def rebuild_guarantee(spec: Spec) -> str:
+    """What the card says about rebuilding this checkpoint from the same fingerprint."""
+    if spec.use_cpu:
+        return "yes on CPU (bit-identical weights with the same process and thread counts)"
+    return "not guaranteed on GPU (kernels may reduce in a different order)"
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -128,6 +150,7 @@ def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
         "max_steps": int(max_steps) if max_steps else -1,
         "seed": int(spec.opt("seed")),
         "data_seed": int(spec.opt("seed")),
+        "full_determinism": spec.use_cpu,  # deterministic algorithms: on CPU they cost little
         "logging_steps": 1,
         "logging_first_step": True,
         "save_strategy": "steps",
@@ -327,6 +350,7 @@ def summarise(trainer, train_output, spec: Spec, resumed_from: str | None, eval_
         "tokens_per_second": (tokens / runtime) if runtime > 0 else None,
         "resumed_from_step": checkpoint_step(resumed_from),
         "world_size": world_size(),
+        "bit_identical_rebuilds": rebuild_guarantee(spec),
     }
     return summary, rows
 
