@@ -18,7 +18,7 @@ is restarted with the same fingerprint.
 The fingerprint names the recipe, not the hardware split: `batch_size` is the global batch, so one
 process or eight train the same thing. The dtype enters it resolved (`auto` is bfloat16 when the rule
 asks for GPUs, else float32). Everything a trainer draws comes from `seed`, so on CPU a rebuild
-gives bit-identical weights.
+gives bit-identical weights. Unknown options fail when the Dreamfile loads.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from dreammake.actions import Action, JobContext
 from dreammake.dsl import TargetRef
 from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash
+from dreammake.suggest import check_keywords
 
-from .train.spec import per_device_batch, process_count, resolved_dtype
+from .train.spec import per_device_batch, process_count, resolved_dtype, valid_options
 
 BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(target(...))` on an adapter
 
@@ -44,6 +45,7 @@ class Train(Action):
     def __init__(self, kind: str, base: Any, **options: Any):
         if not base:
             raise TypeError("base= is required: a model alias, hf:ORG/NAME, a local folder, a .gguf file or a target")
+        check_keywords(f"rules.train_{kind}()", options, valid_options(kind))
         self.train_kind = kind
         self.kind = f"train_{kind}"
         self.base = base
@@ -189,7 +191,7 @@ COMMON = ("Options: lora={'r': 8} (None = full fine-tune), merge=True (save merg
           " trades memory for time, same recipe), learning_rate=, seed= (data order, new weights, LoRA init,"
           " dropout), dtype='auto'|'bf16'|'fp16'|'fp32' ('auto': bf16 with GPUs, else fp32), max_length=,"
           " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=, eval_batch_size="
-          " (per process).")
+          " (per process), trainer_args={...} (more TrainingArguments). Unknown options fail at load.")
 train_sft = _factory("sft", "Supervised fine-tuning (causal LM or seq2seq) on input→output pairs or a chat"
                      " `messages` column; loss on the completion only.\n\nExample: `rules.train_sft("
                      "base='smollm2-135m-instruct', input_column='abstract', output_column='tweet', lora={'r': 8})`."

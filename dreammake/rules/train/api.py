@@ -15,9 +15,9 @@ import sys
 import threading
 from typing import Any
 
-from .spec import COMPLETE_MARKER, RESULT_JSON, Spec, per_device_batch, process_count, resolved_dtype
+from .spec import COMPLETE_MARKER, KIND_OPTIONS, RESULT_JSON, Spec, per_device_batch, process_count, resolved_dtype
 
-KINDS = ("sft", "dpo", "reward", "grpo", "classifier", "embedding")
+KINDS = tuple(KIND_OPTIONS)
 LOG_FILE = "train.log"
 
 

@@ -1,5 +1,5 @@
 """What the coordinating process and the training workers share, without importing torch or transformers:
-the worker spec, the options (defaults, the batch split, the dtype), file names in the work
+the worker spec, the options (defaults, each kind's own, the batch split, the dtype), file names in the work
 folder, and the distributed rank helpers."""
 
 from __future__ import annotations
@@ -34,10 +34,30 @@ DEFAULTS: dict[str, Any] = {
     "warmup": 0.0,
     "lr_scheduler": "linear",
     "weight_decay": 0.0,
+    "trainer_args": None,  # extra transformers.TrainingArguments fields
 }
+
+_PROMPTING = ("prompt_template", "system_prompt", "chat_template")
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sft": ("input_column", "output_column", "messages_column", "text_column", *_PROMPTING, "completion_only_loss",
+            "packing", "max_target_length"),
+    "dpo": ("prompt_column", "chosen_column", "rejected_column", *_PROMPTING, "beta"),
+    "reward": ("prompt_column", "chosen_column", "rejected_column", "margin_column", "chosen_score_column",
+               "rejected_score_column", *_PROMPTING),
+    "grpo": ("prompt_column", *_PROMPTING, "reward_fn", "reward_model", "num_generations", "generation_batch_size",
+             "max_completion_length", "temperature", "beta"),
+    "classifier": ("text_column", "text_pair_column", "label_column", "labels"),
+    "embedding": ("anchor_column", "positive_column", "negative_column", "label_column", "loss"),
+}
+"""The options each kind reads besides DEFAULTS' (a test checks them against the kind modules)."""
 
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "half": "float16",
           "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def valid_options(kind: str) -> frozenset[str]:
+    """Every option a `rules.train_<kind>()` accepts."""
+    return frozenset(DEFAULTS) | frozenset(KIND_OPTIONS[kind])
 
 
 def process_count(processes: int, gpus: int) -> int:
