@@ -1,7 +1,9 @@
 """Training rules through the Dreamfile: a checkpoint target used as the model of later rules,
-and a two-round self-rewarding loop (round 2 generates with round 1's checkpoint)."""
+a two-round self-rewarding loop (round 2 generates with round 1's checkpoint), and bit-identical rebuilds."""
 
 from __future__ import annotations
+
+import json
 
 SELF_REWARDING = """
 import os
@@ -55,3 +57,33 @@ def test_two_round_self_rewarding_loop(project, smol_checkpoint):
     ids = tok("Name a fruit.", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+
+REBUILD = """
+rows = [{"input": f"Say the secret word, please ({i})", "output": "banana"} for i in range(8)]
+rule("data", output="t/train.parquet", run=lambda: rows)
+rule("model", input={"train": "t/train.parquet"}, output="models/m/",
+     run=rules.train_sft(base="smollm2-135m-instruct", lora={"r": 8, "dropout": 0.1}, max_steps=3, batch_size=4,
+                         max_length=48, learning_rate=1e-3, save_steps=1000))
+"""
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_config.json")  # what loads the model
+
+
+def test_lora_sft_rebuild_is_bit_identical_on_cpu(project, smol_checkpoint):
+    """Same fingerprint, same model: build, clean, build gives the same adapter weights and config bytes (LoRA
+    init, data order, dropout and PEFT's module list come from the seed), and the card data says so."""
+    import hashlib
+
+    project.dreamfile(REBUILD)
+    builds, cards = [], []
+    for _ in range(2):
+        project.run("models/m/")
+        folder = project.root / "models/m"
+        builds.append({name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in WEIGHT_FILES})
+        cards.append(json.loads((folder / "dreammake-card.json").read_text()))
+        project.run("clean", "models/m/")
+    print("sha256 per build:", builds)
+    assert builds[0] == builds[1]
+    for card in cards:
+        assert card["model"]["training"]["bit_identical_rebuilds"].startswith("yes on CPU")

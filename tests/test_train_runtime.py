@@ -81,6 +81,9 @@ def test_two_process_gloo_sft(tmp_path, smollm2):
     assert os.path.exists(os.path.join(work, "worker-1.pid"))
     rows_m = check_output(out)
     assert len([r for r in rows_m if r["train_loss"] is not None]) == 3
+    with open(os.path.join(out, "training_args.json")) as fh:
+        args = json.load(fh)["trainer_args"]
+    assert args["per_device_train_batch_size"] == 1  # batch_size=2 is the global batch, split over 2 processes
     assert os.path.exists(os.path.join(out, "adapter_model.safetensors"))
 
 

@@ -14,6 +14,11 @@ folder), `train_classifier`, `train_embedding` (sentence-transformers; LoRA too)
 in worker processes (several with `resources={"processes": N}` on CPU/gloo or `{"gpus": N}`),
 saves checkpoints under the job's work folder, and resumes from the last one when a killed run
 is restarted with the same fingerprint.
+
+The fingerprint names the recipe, not the hardware split: `batch_size` is the global batch, so one
+process or eight train the same thing. The dtype enters it resolved (`auto` is bfloat16 when the rule
+asks for GPUs, else float32). Everything a trainer draws comes from `seed`, so on CPU a rebuild
+gives bit-identical weights. Unknown options fail when the Dreamfile loads.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from dreammake.actions import Action, JobContext
 from dreammake.dsl import TargetRef
 from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash
+from dreammake.suggest import check_keywords
+
+from .train.spec import per_device_batch, process_count, resolved_dtype, valid_options
 
 BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(target(...))` on an adapter
 
@@ -32,19 +40,37 @@ BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(tar
 class Train(Action):
     """A training job producing a checkpoint folder (see the module docstring)."""
 
-    version = 1
+    version = 2  # 2: batch_size is the global batch; the resolved dtype and full seeding
 
     def __init__(self, kind: str, base: Any, **options: Any):
         if not base:
             raise TypeError("base= is required: a model alias, hf:ORG/NAME, a local folder, a .gguf file or a target")
+        check_keywords(f"rules.train_{kind}()", options, valid_options(kind))
         self.train_kind = kind
         self.kind = f"train_{kind}"
         self.base = base
         self.options = options
+        self.dtype = resolved_dtype(options.get("dtype"), 0)  # until bound to a rule that asks for GPUs
+        self.bound_to: str | None = None
+
+    def bind(self, rule: Any) -> None:
+        """Check that the batch splits over the rule's processes and resolve the dtype for its GPUs."""
+        processes, gpus = _counts(rule.resources)
+        try:
+            per_device_batch(self.options.get("batch_size"), self.options.get("gradient_accumulation"),
+                             process_count(processes, gpus))
+        except ValueError as exc:
+            raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
+        dtype = resolved_dtype(self.options.get("dtype"), gpus)
+        if self.bound_to is not None and dtype != self.dtype:
+            raise DreamError(f"rule {rule.name!r}: this rules.{self.kind}() is also the action of rule"
+                             f" {self.bound_to!r}, which trains in {self.dtype}; give each rule its own", rule.where)
+        self.dtype, self.bound_to = dtype, rule.name
 
     # -- identity ----------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {k: (v if not callable(v) else "<function>") for k, v in self.options.items()}
+        params = {k: (v if not callable(v) else "<function>") for k, v in self.options.items()}
+        return params | {"dtype": self.dtype}
 
     def code_identity(self) -> str:
         fn = self.options.get("reward_fn")
@@ -82,13 +108,12 @@ class Train(Action):
         if isinstance(options.get("reward_model"), TargetRef):
             options["reward_model"] = str(options["reward_model"])
         output = next(iter(ctx.outputs.values()))
-        resources = rule.resources
+        processes, gpus = _counts(rule.resources)
         ctx.log(f"{ctx.job.name}: training {self.train_kind} on {os.path.basename(options['base'])}"
                 f" (log: {os.path.join(ctx.work_dir, 'train.log')})")
         try:
             summary = run_training(self.train_kind, options, inputs, output, ctx.work_dir,
-                                   processes=int(resources.get("processes", 1) or 1),
-                                   gpus=int(resources.get("gpus", 0) or 0), cancel=ctx.cancel,
+                                   processes=processes, gpus=gpus, cancel=ctx.cancel,
                                    dreamfile={"path": ctx.dreamfile, "config": ctx.config})
         except (TrainingError, ValueError) as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
@@ -116,6 +141,11 @@ class Train(Action):
         if os.path.isdir(spec) and os.path.exists(os.path.join(spec, "adapter_config.json")):
             return merge_adapter(spec, os.path.join(ctx.work_dir, "merged-base"))
         return str(checkpoint_for(spec))
+
+
+def _counts(resources: dict[str, Any]) -> tuple[int, int]:
+    """(processes, gpus) a rule's resources ask for."""
+    return int(resources.get("processes", 1) or 1), int(resources.get("gpus", 0) or 0)
 
 
 def merge_adapter(folder: str, out: str) -> str:
@@ -155,8 +185,13 @@ def _factory(kind: str, doc: str) -> Any:
 
 
 COMMON = ("Options: lora={'r': 8} (None = full fine-tune), merge=True (save merged weights), epochs=, max_steps=,"
-          " batch_size=, gradient_accumulation=, learning_rate=, seed=, dtype='auto'|'bf16'|'fp32', max_length=,"
-          " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=.")
+          " batch_size= (the global batch: rows per optimizer step over all processes; each process takes"
+          " batch_size // (processes × gradient_accumulation) rows per micro-batch, so batch_size must be a"
+          " multiple of processes × gradient_accumulation), gradient_accumulation= (micro-batches per step;"
+          " trades memory for time, same recipe), learning_rate=, seed= (data order, new weights, LoRA init,"
+          " dropout), dtype='auto'|'bf16'|'fp16'|'fp32' ('auto': bf16 with GPUs, else fp32), max_length=,"
+          " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=, eval_batch_size="
+          " (per process), trainer_args={...} (more TrainingArguments). Unknown options fail at load.")
 train_sft = _factory("sft", "Supervised fine-tuning (causal LM or seq2seq) on input→output pairs or a chat"
                      " `messages` column; loss on the completion only.\n\nExample: `rules.train_sft("
                      "base='smollm2-135m-instruct', input_column='abstract', output_column='tweet', lora={'r': 8})`."

@@ -15,9 +15,9 @@ import sys
 import threading
 from typing import Any
 
-from .spec import COMPLETE_MARKER, RESULT_JSON, Spec
+from .spec import COMPLETE_MARKER, KIND_OPTIONS, RESULT_JSON, Spec, per_device_batch, process_count, resolved_dtype
 
-KINDS = ("sft", "dpo", "reward", "grpo", "classifier", "embedding")
+KINDS = tuple(KIND_OPTIONS)
 LOG_FILE = "train.log"
 
 
@@ -83,6 +83,7 @@ def worker_env(nproc: int, gpus: int) -> dict[str, str]:
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONHASHSEED"] = "0"  # set order (e.g. PEFT's target module list) must not vary between builds
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
@@ -117,6 +118,9 @@ def run_training(
         raise ValueError("options['base'] (a local model folder) is required")
     if "train" not in inputs:
         raise ValueError("inputs must contain 'train'")
+    nproc = process_count(int(processes), gpus)
+    per_device_batch(options.get("batch_size"), options.get("gradient_accumulation"), nproc)  # fail before launching
+    options["dtype"] = resolved_dtype(options.get("dtype"), gpus)
     extra: dict[str, Any] = {}
     if kind == "grpo":
         if options.get("reward_fn") is not None:
@@ -128,7 +132,6 @@ def run_training(
     work_dir = os.path.abspath(work_dir)
     os.makedirs(output_dir, exist_ok=True)
     os.makedirs(work_dir, exist_ok=True)
-    nproc = gpus if gpus > 0 else max(1, int(processes))
     spec = Spec(
         kind=kind,
         options=options,

@@ -11,26 +11,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, world_size
+from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, resolved_dtype, world_size
 
 # --------------------------------------------------------------------------- dtype
 
 
 def resolve_dtype(spec: Spec):
-    """Return (torch dtype for weights, bf16 flag, fp16 flag)."""
+    """Return (torch dtype for weights, bf16 flag, fp16 flag) for the dtype the coordinator resolved."""
     import torch
 
-    dtype = str(spec.opt("dtype")).lower()
-    cuda = (not spec.use_cpu) and torch.cuda.is_available()
-    if dtype == "auto":
-        dtype = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if dtype in ("bf16", "bfloat16"):
-        return torch.bfloat16, True, False
-    if dtype in ("fp16", "float16", "half"):
-        return torch.float16, False, True
-    if dtype in ("fp32", "float32", "float"):
-        return torch.float32, False, False
-    raise ValueError(f"unknown dtype {spec.options.get('dtype')!r} (use auto, bf16, fp16 or fp32)")
+    name = resolved_dtype(spec.opt("dtype"), spec.gpus)
+    return getattr(torch, name), name == "bfloat16", name == "float16"
 
 
 def weight_dtype(spec: Spec):
@@ -41,6 +32,28 @@ def weight_dtype(spec: Spec):
     if spec.opt("lora") is None or dtype == torch.float16:
         return torch.float32
     return dtype
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def seed_everything(spec: Spec) -> None:
+    """Seed Python, NumPy and torch before any model is built (new heads, LoRA init, dropout, sampling; the
+    trainers seed data order from the same seed); on CPU also use torch's deterministic algorithms."""
+    from transformers import enable_full_determinism, set_seed
+
+    seed = int(spec.opt("seed"))
+    if spec.use_cpu:
+        enable_full_determinism(seed)
+    else:
+        set_seed(seed)
+
+
+def rebuild_guarantee(spec: Spec) -> str:
+    """What the card says about rebuilding this checkpoint from the same fingerprint."""
+    if spec.use_cpu:
+        return "yes on CPU (bit-identical weights with the same process and thread counts)"
+    return "not guaranteed on GPU (kernels may reduce in a different order)"
 
 
 # --------------------------------------------------------------------------- data
@@ -129,14 +142,15 @@ def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
     patience = spec.opt("early_stopping_patience")
     kw: dict[str, Any] = {
         "output_dir": spec.checkpoint_dir,
-        "per_device_train_batch_size": int(spec.opt("batch_size")),
-        "per_device_eval_batch_size": int(spec.opt("eval_batch_size", spec.opt("batch_size"))),
+        "per_device_train_batch_size": spec.device_batch,
+        "per_device_eval_batch_size": int(spec.opt("eval_batch_size", spec.device_batch)),
         "gradient_accumulation_steps": int(spec.opt("gradient_accumulation")),
         "learning_rate": float(lr),
         "num_train_epochs": float(spec.opt("epochs")),
         "max_steps": int(max_steps) if max_steps else -1,
         "seed": int(spec.opt("seed")),
         "data_seed": int(spec.opt("seed")),
+        "full_determinism": spec.use_cpu,  # deterministic algorithms: on CPU they cost little
         "logging_steps": 1,
         "logging_first_step": True,
         "save_strategy": "steps",
@@ -336,6 +350,7 @@ def summarise(trainer, train_output, spec: Spec, resumed_from: str | None, eval_
         "tokens_per_second": (tokens / runtime) if runtime > 0 else None,
         "resumed_from_step": checkpoint_step(resumed_from),
         "world_size": world_size(),
+        "bit_identical_rebuilds": rebuild_guarantee(spec),
     }
     return summary, rows
 

@@ -136,10 +136,9 @@ def train(spec: Spec) -> dict:
     num_generations = int(spec.opt("num_generations", 4))
     kw = training_kwargs(spec, val_ds is not None, "grpo")
     kw["remove_unused_columns"] = False  # extra dataset columns are handed to the reward function
-    per_step = kw["per_device_train_batch_size"] * int(os.environ.get("WORLD_SIZE", "1"))
-    # The generation batch must hold whole groups of num_generations completions per prompt.
-    total = per_step * kw["gradient_accumulation_steps"]
-    generation_batch = total * num_generations // math.gcd(total, num_generations)
+    # The generation batch must hold whole groups of num_generations completions per prompt, and whole
+    # optimizer steps: batch_size completions over all processes.
+    generation_batch = math.lcm(int(spec.opt("batch_size")), num_generations)
     if val_ds is not None:
         kw["per_device_eval_batch_size"] = num_generations
     args = GRPOConfig(

@@ -1,5 +1,6 @@
 """What the coordinating process and the training workers share, without importing torch or transformers:
-the worker spec, the option defaults, file names in the work folder, and the distributed rank helpers."""
+the worker spec, the options (defaults, each kind's own, the batch split, the dtype), file names in the work
+folder, and the distributed rank helpers."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "merge": False,
     "epochs": 1,
     "max_steps": None,
-    "batch_size": 4,
+    "batch_size": 4,  # the global batch (see per_device_batch)
     "gradient_accumulation": 1,
+    "eval_batch_size": None,  # per process; default: the per-process training batch
     "learning_rate": None,  # kind-specific default (see default_learning_rate)
     "seed": 42,
     "dtype": "auto",
@@ -32,7 +34,66 @@ DEFAULTS: dict[str, Any] = {
     "warmup": 0.0,
     "lr_scheduler": "linear",
     "weight_decay": 0.0,
+    "trainer_args": None,  # extra transformers.TrainingArguments fields
 }
+
+_PROMPTING = ("prompt_template", "system_prompt", "chat_template")
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sft": ("input_column", "output_column", "messages_column", "text_column", *_PROMPTING, "completion_only_loss",
+            "packing", "max_target_length"),
+    "dpo": ("prompt_column", "chosen_column", "rejected_column", *_PROMPTING, "beta"),
+    "reward": ("prompt_column", "chosen_column", "rejected_column", "margin_column", "chosen_score_column",
+               "rejected_score_column", *_PROMPTING),
+    "grpo": ("prompt_column", *_PROMPTING, "reward_fn", "reward_model", "num_generations", "generation_batch_size",
+             "max_completion_length", "temperature", "beta"),
+    "classifier": ("text_column", "text_pair_column", "label_column", "labels"),
+    "embedding": ("anchor_column", "positive_column", "negative_column", "label_column", "loss"),
+}
+"""The options each kind reads besides DEFAULTS' (a test checks them against the kind modules)."""
+
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16", "half": "float16",
+          "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def valid_options(kind: str) -> frozenset[str]:
+    """Every option a `rules.train_<kind>()` accepts."""
+    return frozenset(DEFAULTS) | frozenset(KIND_OPTIONS[kind])
+
+
+def process_count(processes: int, gpus: int) -> int:
+    """How many training processes a job starts: one per GPU, else `processes` (at least one)."""
+    return gpus if gpus > 0 else max(1, processes)
+
+
+def resolved_dtype(dtype: Any, gpus: int) -> str:
+    """The dtype a job trains in, by its torch name: "auto" is bfloat16 when the job gets GPUs, else float32.
+
+    Resolved where the fingerprint is computed, so the identity names what the workers use.
+    """
+    name = str(dtype or "auto").lower()
+    if name == "auto":
+        return "bfloat16" if gpus > 0 else "float32"
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} (use auto, bf16, fp16 or fp32)")
+    return DTYPES[name]
+
+
+def per_device_batch(batch_size: Any, gradient_accumulation: Any, processes: int) -> int:
+    """Rows each process takes per forward pass: batch_size // (processes * gradient_accumulation).
+
+    `batch_size` is the global batch (rows per optimizer step over all processes), so 1 or 8 processes train
+    the same recipe; `gradient_accumulation` splits each process's share into that many micro-batches.
+    """
+    batch = int(DEFAULTS["batch_size"] if batch_size is None else batch_size)
+    accumulation = int(DEFAULTS["gradient_accumulation"] if gradient_accumulation is None else gradient_accumulation)
+    if batch < 1 or accumulation < 1:
+        raise ValueError(f"batch_size={batch} and gradient_accumulation={accumulation} must be at least 1")
+    share = processes * accumulation
+    if batch % share:
+        raise ValueError(f"batch_size={batch} is the global batch and must be a multiple of processes ×"
+                         f" gradient_accumulation = {processes} × {accumulation} (each process takes"
+                         " batch_size / (processes × gradient_accumulation) rows per micro-batch)")
+    return batch // share
 
 
 def default_learning_rate(kind: str, lora: bool) -> float:
@@ -79,6 +140,11 @@ class Spec:
     def checkpoint_dir(self) -> str:
         """Where intermediate checkpoints go (inside the work folder, so a rerun resumes from them)."""
         return os.path.join(self.work_dir, CHECKPOINT_SUBDIR)
+
+    @property
+    def device_batch(self) -> int:
+        """This job's per-process micro-batch (see `per_device_batch`)."""
+        return per_device_batch(self.opt("batch_size"), self.opt("gradient_accumulation"), self.processes)
 
     @property
     def use_cpu(self) -> bool:

@@ -21,6 +21,10 @@ KIND_MODULES = {
 
 
 def run(spec: Spec) -> dict:
+    """Seed everything, then train with the kind's module."""
+    from .common import seed_everything
+
+    seed_everything(spec)
     module = importlib.import_module(f".{KIND_MODULES[spec.kind]}", __package__)
     fn = getattr(module, f"train_{spec.kind}", None) or module.train
     return fn(spec)
