@@ -27,14 +27,13 @@ import os
 from typing import Any
 
 from dreammake.actions import Action, JobContext
-from dreammake.dsl import TargetRef
 from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash
+from dreammake.refs import TargetRef
 from dreammake.suggest import check_keywords
+from dreammake.targets import BASE_MARKER, CheckpointFolder
 
 from .train.spec import per_device_batch, process_count, resolved_dtype, valid_options
-
-BASE_MARKER = "dreammake-base.txt"  # the base model spec as given, for `llm(target(...))` on an adapter
 
 
 class Train(Action):
@@ -79,8 +78,9 @@ class Train(Action):
     def model_identity(self) -> Any:
         if isinstance(self.base, TargetRef):
             return {"base_target": str(self.base)}  # its content enters through the input edge
+        from dreammake.content import weights_hash
         from dreammake.llm import embedder
-        from dreammake.llm.models import resolve, weights_hash
+        from dreammake.llm.models import resolve
 
         spec = str(self.base)
         try:
@@ -117,7 +117,7 @@ class Train(Action):
                                    dreamfile={"path": ctx.dreamfile, "config": ctx.config})
         except (TrainingError, ValueError) as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
-        if os.path.exists(os.path.join(output, "adapter_config.json")):
+        if CheckpointFolder(output).is_adapter():
             with open(os.path.join(output, BASE_MARKER), "w") as f:
                 f.write(str(self.base))
         ctx.stats.update({f"train_{k}": v for k, v in summary.items() if isinstance(v, (int, float, str))})
@@ -138,7 +138,7 @@ class Train(Action):
 
         if spec in embedder.ALIASES:
             return embedder.resolve(spec)
-        if os.path.isdir(spec) and os.path.exists(os.path.join(spec, "adapter_config.json")):
+        if CheckpointFolder(spec).is_adapter():
             return merge_adapter(spec, os.path.join(ctx.work_dir, "merged-base"))
         return str(checkpoint_for(spec))
 
@@ -152,22 +152,16 @@ def merge_adapter(folder: str, out: str) -> str:
     """Merge a LoRA checkpoint into its base model (for training on top of it); cached in `out`."""
     if os.path.exists(os.path.join(out, "config.json")):
         return out
-    import json
-
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dreammake.llm.models import checkpoint_for
 
-    marker = os.path.join(folder, BASE_MARKER)
-    if os.path.exists(marker):
-        with open(marker) as f:
-            base_spec = f.read().strip()
-    else:
-        with open(os.path.join(folder, "adapter_config.json")) as f:
-            base_spec = json.load(f)["base_model_name_or_path"]
-    base = str(checkpoint_for(base_spec)) if not os.path.exists(os.path.join(base_spec, "adapter_config.json")) \
-        else merge_adapter(base_spec, out + "-base")
+    base_spec = CheckpointFolder(folder).adapter_base()
+    if base_spec is None:
+        raise DreamError(f"{folder} is a LoRA adapter that names no base model")
+    base = merge_adapter(base_spec, out + "-base") if CheckpointFolder(base_spec).is_adapter() \
+        else str(checkpoint_for(base_spec))
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).merge_and_unload()
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(folder if os.path.exists(os.path.join(folder, "tokenizer_config.json"))
