@@ -108,14 +108,17 @@ def file_hash(path: str | os.PathLike[str]) -> str:
     return digest
 
 
-def _hidden(folder: str, name: str) -> bool:
-    return name.startswith(".")  # .cache/, .gitattributes, lock files, conversion markers
-
-
 def weights_hash(path: str | os.PathLike[str]) -> str:
     """The content identity of a model file or folder (weights, adapter, embedder): every file's bytes, through
-    the shared cache; hidden files are not part of a model."""
+    the shared cache. Hidden files (.cache/, .gitattributes, lock files) are not part of a model, nor are the
+    cards and training logs at the top of a checkpoint (`dreammake.targets.NOT_CONTENT`)."""
+    from dreammake.targets import NOT_CONTENT
+
     path = os.fspath(path)
     if not os.path.isdir(path):
         return file_hash(path)
-    return folder_digest(walk_files(path, _hidden), file_hash)
+
+    def skip(folder: str, name: str) -> bool:
+        return name.startswith(".") or (folder == path and name in NOT_CONTENT)
+
+    return folder_digest(walk_files(path, skip), file_hash)

@@ -8,7 +8,7 @@ from stat import S_ISDIR
 
 from dreammake.content import folder_digest, hash_file_bytes, walk_files
 from dreammake.state import State, stat_signature
-from dreammake.targets import CARD_FILES, TEMP_MARK
+from dreammake.targets import NOT_CONTENT, TEMP_MARK
 
 
 class Hasher:
@@ -65,5 +65,5 @@ class Hasher:
 
 
 def _walk(root: str) -> list[tuple[str, str]]:
-    """A folder target's files, without temp files and its cards."""
-    return walk_files(root, lambda folder, name: TEMP_MARK in name or (folder == root and name in CARD_FILES))
+    """A folder target's files, without temp files, its cards and training logs."""
+    return walk_files(root, lambda folder, name: TEMP_MARK in name or (folder == root and name in NOT_CONTENT))

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from dreammake.state import State
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-INTERNAL = TRAINING_RECORDS
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".jinja", ".py", ".cfg", ".csv", ".jsonl")
 SCAN_LIMIT = 20 << 20  # text files up to this size are checked for the token before upload
 
@@ -88,7 +87,7 @@ def folder_files(folder: str) -> list[Upload]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             rel = os.path.relpath(os.path.join(current, name), folder)
-            if name.startswith(".") or (current == folder and (name in CARD_FILES or name in INTERNAL)):
+            if name.startswith(".") or (current == folder and (name in CARD_FILES or name in TRAINING_RECORDS)):
                 continue
             path = os.path.join(current, name)
             real = os.path.realpath(path)

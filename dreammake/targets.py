@@ -9,9 +9,13 @@ Layout of a checkpoint folder (written by trainers, read by `llm(target(...))`, 
       config.json, model.safetensors …   a full model, or
       adapter_config.json, adapter_model.safetensors   a LoRA adapter over its base
       dreammake-base.txt                 an adapter's base model spec as the Dreamfile gave it
-      README.md, dreammake-card.json     the cards (not part of the folder's content hash)
-      dreammake-target.json              the fingerprint that built it (adoption after a kill; not content)
-      metrics.parquet, train.log, training_args.json   training records (not published as weights)
+      README.md, dreammake-card.json     the cards
+      dreammake-target.json              the fingerprint that built it (adoption after a kill)
+      metrics.parquet, train.log, training_args.json   training logs (timings, paths; not published)
+
+Cards, the marker and the training logs are not part of a checkpoint's content hash (`NOT_CONTENT`): two
+builds of the same recipe that wrote the same weights are the same model, for rebuild decisions and for the
+row-cache keys of generations with it.
 
 A file target's cards lie beside it: `targets/tweets.parquet` → `targets/tweets.README.md` and
 `targets/tweets.dreammake-card.json`.
@@ -36,7 +40,9 @@ TARGET_MARKER = "dreammake-target.json"  # in a folder target: the build it came
 CARD_FILES = (CARD_MD, CARD_JSON, TARGET_MARKER)  # files dreammake adds to a folder target: not its content
 BASE_MARKER = "dreammake-base.txt"  # an adapter checkpoint's base model spec, as given in the Dreamfile
 ADAPTER_CONFIG = "adapter_config.json"
-TRAINING_RECORDS = frozenset({BASE_MARKER, "training_args.json", "metrics.parquet", "train.log"})
+TRAINING_LOGS = frozenset({"training_args.json", "metrics.parquet", "train.log"})  # timings, paths: not the model
+TRAINING_RECORDS = TRAINING_LOGS | {BASE_MARKER}  # kept out of published weights
+NOT_CONTENT = frozenset(CARD_FILES) | TRAINING_LOGS  # at a checkpoint's top: outside its content hash
 
 
 class Target:

@@ -87,3 +87,32 @@ enc = target("models/enc/")
     assert vectors.column("embedding").type == pa.list_(pa.float32())
     plan = project.plan("--config", "note=v2")
     assert plan == {"encoder": "params", "vectors": "input"}
+
+
+def test_cards_and_training_logs_are_not_a_checkpoints_content(tmp_path):
+    """Two builds of one recipe write the same weights but other timings, paths and card dates: the same model."""
+    from dreammake.content import weights_hash
+    from dreammake.filehash import Hasher
+
+    class NoState:
+        def file_hashes(self):
+            return {}
+
+        def remember_file(self, *args):
+            pass
+
+    folders = []
+    for run in ("first", "second"):
+        folder = tmp_path / run
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"same weights")
+        (folder / "dreammake-base.txt").write_text("smollm2-135m-instruct")
+        (folder / "training_args.json").write_text(f'{{"runtime_s": 1.{len(run)}, "output": "{folder}"}}')
+        (folder / "train.log").write_text(f"log of the {run} build")
+        (folder / "README.md").write_text(f"card written on day {run}")
+        folders.append(str(folder))
+    assert weights_hash(folders[0]) == weights_hash(folders[1])
+    hasher = Hasher(NoState())
+    assert hasher.folder_hash(folders[0]) == hasher.folder_hash(folders[1])
+    (tmp_path / "second" / "dreammake-base.txt").write_text("another base")  # what loads it: content
+    assert weights_hash(folders[0]) != weights_hash(folders[1])
