@@ -24,7 +24,8 @@ Signature = tuple[int, int, int]  # (size, mtime_ns, inode)
 
 
 def signature(st: os.stat_result) -> Signature:
-    """A file's stat signature: its content hash is valid while this does not change."""
+    """A file's stat signature (size, mtime_ns, inode): while all three match, its content is taken as unchanged
+    and its hash is not recomputed."""
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 

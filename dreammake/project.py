@@ -73,9 +73,16 @@ class Project:
         return graph.until(until) if until else graph
 
     def planner(self, graph: Graph, forced: list[str] | None = None, force_all: bool = False) -> Planner:
+        """The planner over `graph`; `forced` outputs (paths of its jobs) rebuild whatever their state."""
         from dreammake.paths import normalize
+        from dreammake.suggest import did_you_mean
 
-        return Planner(graph, self.state, {normalize(f) for f in forced or []}, force_all)
+        paths = {normalize(f) for f in forced or []}
+        outputs = {p for job in graph.jobs for p in job.output_paths}
+        for path in sorted(paths - outputs):
+            raise DreamError(f"--force {path}: not an output of the jobs to build{did_you_mean(path, outputs)}",
+                             hint="name an output path of one of the requested targets")
+        return Planner(graph, self.state, paths, force_all)
 
     def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
               resources: dict[str, float] | None = None, max_cost: float | None = None,

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dreammake.content import Signature
+from dreammake.content import signature as stat_signature
 from dreammake.dbfiles import damage_error, is_damage, set_aside
 from dreammake.errors import DreamError
 
@@ -53,13 +55,7 @@ TARGET_COLUMNS = (
 )
 
 
-Signature = tuple[int, int, int]  # a file's (size, mtime_ns, inode); stored as "size:mtime_ns:inode"
 FileHashes = dict[str, tuple[Signature, str]]  # path -> (signature when hashed, content hash)
-
-
-def stat_signature(st: os.stat_result) -> Signature:
-    """(size, mtime_ns, inode): if all three match, a file's content is taken as unchanged."""
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -88,3 +88,12 @@ def test_no_dreamfile(project):
 def test_bad_config_syntax(project):
     project.dreamfile("rule('a', output='t.parquet', run=lambda: [])\n")
     assert "--config expects KEY=VALUE" in project.run("--config", "oops", code=2)
+
+
+def test_a_mistyped_force_target_is_an_error(project):
+    project.dreamfile("""
+    rule("a", output="t/a.parquet", run=lambda: [{"x": 1}])
+    """)
+    out = project.run("--force", "t/aa.parquet", code=2)
+    assert "--force t/aa.parquet: not an output of the jobs to build (did you mean t/a.parquet?)" in out
+    assert not (project.root / "t" / "a.parquet").exists()
