@@ -68,9 +68,9 @@ class LLM:
     def identity(self) -> dict[str, Any]:
         """What decides this model's outputs; never credentials. Computed once, without loading weights."""
         if self._identity is None:
-            from dreammake.llm.util import public_url
+            from dreammake.llm.pool import base_identity
 
-            safe_options = {k: public_url(v) if k == "api_base" else v for k, v in self.options.items()
+            safe_options = {k: base_identity(v) if k == "api_base" else v for k, v in self.options.items()
                             if k in _IDENTITY_OPTIONS and not is_secret(k)}
             if self.target is not None:
                 # the checkpoint's content enters the job fingerprint through its input edge

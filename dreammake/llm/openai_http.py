@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from .base import LLMError, Request, Response
 from .costs import token_cost
 from .limits import DEFAULT_TIMEOUT_S, AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
+from .pool import ServerPool, base_identity
 from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 # Providers that speak the OpenAI chat API: default api_base and API-key env var.
@@ -45,12 +46,13 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
 
     ``n`` in params is not sent (each sample is its own Request); ``seed`` is sent as the
     request's seed mixed with its sample index (see util.effective_seed). ``timeout`` is how long
-    one request waits for its answer (raise it for slow local servers).
+    one request waits for its answer (raise it for slow local servers). ``api_base`` may be a list:
+    a pool of servers of one model (see `dreammake.llm.pool`).
     """
 
     backend_name = "openai_http"
 
-    def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None,
+    def __init__(self, model: str, api_base: str | list[str] | None = None, api_key: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
                  max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5,
@@ -60,19 +62,20 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                          backoff_max=backoff_max)
         self.provider, self.name = split_provider(model)
         default_base, default_env = OPENAI_COMPATIBLE.get(self.provider or "openai", (None, None))
-        self.api_base = (api_base or default_base or "").rstrip("/")
-        if not self.api_base:
+        bases = [b.rstrip("/") for b in api_base] if isinstance(api_base, (list, tuple)) else \
+            [(api_base or default_base or "").rstrip("/")]
+        if not all(bases):
             raise LLMError(f"{model}: api_base is required for this provider")
+        self.api_base: str | list[str] = bases[0] if len(bases) == 1 else bases
         if api_key_env == "OPENAI_API_KEY" and self.provider not in (None, "openai"):
             api_key_env = default_env  # the provider's own variable unless one was named
         self.api_key_env = api_key_env
         self._given_key = api_key  # a secret: never in identity(), errors, logs or the state
         self.system_prompt = system_prompt
         self.extra_headers = dict(extra_headers or {})
-        self.url = (self.api_base if self.api_base.endswith("/chat/completions")
-                    else self.api_base + "/chat/completions")
-        host = urlsplit(self.api_base).hostname or ""
-        self._price = host not in _LOCAL_HOSTS  # a local server is free whatever its model name
+        self.pool = ServerPool([b if b.endswith("/chat/completions") else b + "/chat/completions" for b in bases])
+        # a local server is free whatever its model name
+        self._price = any((urlsplit(b).hostname or "") not in _LOCAL_HOSTS for b in bases)
         self._session = None
         self._key: str | None = None
 
@@ -81,12 +84,12 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             "backend": "openai_http",
             "model": self.name,
             "provider": self.provider or "openai",
-            "api_base": public_url(self.api_base),
+            "api_base": base_identity(self.api_base),
             "system_prompt": self.system_prompt,
         }
 
     def endpoint(self) -> str:
-        return public_url(self.url) or self.url
+        return self.pool.describe()
 
     # ------------------------------------------------------------------ session
     async def _ensure_session(self):
@@ -130,8 +133,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         if isinstance(data, dict):  # {"error": {"message": ...}}, {"error": "..."}, {"detail": ...}
             err = data.get("error") or data.get("detail") or data
             msg = err.get("message", err) if isinstance(err, dict) else err
-        return scrub(f"{self.model}: HTTP {status} from {public_url(self.api_base)}: {msg}",
-                     [self._key])
+        return scrub(f"{self.model}: HTTP {status} from {self.endpoint()}: {msg}", [self._key])
 
     async def _call(self, req: Request) -> Response:
         import aiohttp
@@ -139,21 +141,26 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         session = await self._ensure_session()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        server = self.pool.acquire()
+        failed = True  # until an answer (or a client error that is not the server's fault) comes
         try:
-            async with session.post(self.url, data=json.dumps(self.payload(req))) as resp:
+            async with session.post(server.url, data=json.dumps(self.payload(req))) as resp:
                 text = await resp.text()
                 status = resp.status
+                failed = status >= 500
                 if status != 200:
                     message = self._error(status, text)
                     if is_retryable_status(status):
                         raise Retryable(message, parse_retry_after(resp.headers), status)
                     raise LLMError(message)
         except asyncio.TimeoutError:
-            raise Retryable(f"{self.model}: no answer from {self.endpoint()} within {self.timeout:g} s"
+            raise Retryable(f"{self.model}: no answer from {public_url(server.url)} within {self.timeout:g} s"
                             " (raise the model's timeout= for a slow server)") from None
         except aiohttp.ClientError as exc:
-            raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {self.endpoint()}: {exc}",
+            raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {public_url(server.url)}: {exc}",
                                   [self._key])) from None
+        finally:
+            self.pool.release(server, failed)
         try:
             data = json.loads(text)
             choice = data["choices"][0]
