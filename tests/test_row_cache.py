@@ -120,7 +120,8 @@ echo = llm(EchoBackend())
 rule("a", input="x.parquet", output="t/a.parquet", run=rules.prompt(llm=echo, input_column="q", temprature=1))
 """)
     out = project.run(code=2)
-    assert "Dreamfile:7: TypeError: unknown argument(s) temprature" in out
+    assert "Dreamfile:7: TypeError: rules.prompt() got an unknown option 'temprature'" in out
+    assert "(did you mean temperature?)" in out
 
 
 def test_cache_commands(project, tmp_path_factory):

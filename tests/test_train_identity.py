@@ -64,7 +64,7 @@ def test_resolved_dtype_enters_the_identity(project, minilm):
     cpu_auto, cpu_parts = fingerprint(project, minilm, "dtype='auto'", {})
     gpu_auto, gpu_parts = fingerprint(project, minilm, "dtype='auto'", {"gpus": 1})
     assert cpu_auto != gpu_auto
-    assert [k for k in cpu_parts if cpu_parts[k] != gpu_parts[k]] == ["params"]
+    assert [k for k in cpu_parts if cpu_parts[k] != gpu_parts[k]] == ["params", "params.dtype"]
     # what enters is the dtype trained in, however it is spelled
     assert fingerprint(project, minilm, "dtype='fp32'", {})[0] == cpu_auto
     assert fingerprint(project, minilm, "", {})[0] == cpu_auto  # no dtype: auto

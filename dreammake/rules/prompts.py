@@ -45,7 +45,7 @@ class PromptStep(Action):
                  schema: Any = None, chunk_rows: int = CHUNK_ROWS, **generation: Any):
         if not isinstance(llm, LLM):
             raise TypeError(f"llm= must be a model made with llm(...), got {type(llm).__name__}")
-        check_keywords(f"rules.{_kind_name(type(self))}()", generation, GENERATION_KEYS | _step_options(type(self)))
+        check_keywords(f"rules.{self.kind}()", generation, GENERATION_KEYS | _step_options(type(self)))
         self.llm = llm
         self.input_column = input_column
         self.output_column = output_column
@@ -163,11 +163,6 @@ class PromptStep(Action):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _kind_name(cls: type) -> str:
-    """`ProcessWithPrompt` → `process_with_prompt`: the `rules.*` name of a step class."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("_")
-
-
 def _step_options(cls: type) -> frozenset[str]:
     """The named options of a prompt step class and its bases (for 'did you mean')."""
     names: set[str] = set()
