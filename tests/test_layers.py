@@ -177,7 +177,7 @@ def test_no_module_imports_a_higher_layer_or_a_sibling_group() -> None:
 
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
-    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+    assert not found, "import cycles:\n" + "\n".join(f"cycle of {len(c)}: {', '.join(c)}" for c in found)
 
 
 @pytest.mark.parametrize("module", STANDALONE)
