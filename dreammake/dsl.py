@@ -274,10 +274,5 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
     return workflow
 
 
-def is_user_function(action: Any) -> bool:
-    """True for a plain Python callable used as `run=`."""
-    return callable(action) and not is_action(action)
-
-
 UserFunction = Callable[..., Any]
 __all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]
