@@ -1,7 +1,7 @@
 """How a rule's `run=` is identified (for fingerprints) and executed.
 
-Two kinds of action: a user's Python function (`FunctionAction`), and the built-in
-rule kinds in `dreammake.rules`, which subclass `Action`.
+Two kinds of action: a user's Python function, and the rule kinds of `dreammake.rules` (built-in or
+a plugin's), which subclass `Action`; `is_action` tells them apart, everywhere.
 """
 
 from __future__ import annotations
@@ -92,11 +92,18 @@ def open_work_dir(folder: str, fingerprint: str) -> None:
         f.write(fingerprint)
 
 
+# attributes (or params() keys) naming a model an action uses -> the model's role on a card
+MODEL_ROLES = {"base": "base model", "reward_model": "reward model", "model": "model", "embedder_model": "embedder"}
+
+
 class Action:
-    """Base class of built-in rule kinds. Subclasses set `kind`, `version` and implement `execute`."""
+    """Base class of rule kinds (built-in or a plugin's). Subclasses set `kind`, `version` and implement `execute`."""
 
     kind = "action"
     version = 1
+    # True when the action must run in the coordinating process, e.g. it reads and commits the LLM row cache
+    # (`JobContext.state`): an executor that runs jobs elsewhere (Slurm) keeps it local
+    needs_state = False
 
     def bind(self, rule: Any) -> None:
         """Called once when the action is attached to a rule (to check column names etc.)."""
@@ -113,6 +120,23 @@ class Action:
         """User callables inside the action (e.g. a filter function), hashed."""
         return ""
 
+    def models(self) -> list[tuple[str, Any]]:
+        """The models the action uses as (role, model), for cards: its `llm(...)` handles (role "generator") and
+        the model names or targets it holds as `MODEL_ROLES` attributes or params() keys. A kind that keeps its
+        models elsewhere overrides this."""
+        from dreammake.llm.handle import LLM
+
+        found: list[tuple[str, Any]] = [("generator", v) for v in vars(self).values() if isinstance(v, LLM)]
+        params: dict[str, Any] | None = None
+        for key, role in MODEL_ROLES.items():
+            value = getattr(self, key, None)
+            if value is None:
+                params = self.params() if params is None else params
+                value = params.get(key)
+            if isinstance(value, str) and value:
+                found.append((role, value))
+        return found
+
     def extra_inputs(self) -> list[str]:
         """Paths the action reads besides the rule's inputs (e.g. a checkpoint used as a model)."""
         return []
@@ -120,6 +144,11 @@ class Action:
     def execute(self, ctx: JobContext) -> dict[str, Any] | None:
         """Produce the outputs at ctx.outputs' temp paths, or return tables for the engine to write."""
         raise NotImplementedError
+
+
+def is_action(obj: Any) -> bool:
+    """Whether a rule's `run=` is a rule kind's `Action` (else a user function, or None for an aggregate rule)."""
+    return isinstance(obj, Action)
 
 
 @dataclass(frozen=True)
@@ -166,14 +195,14 @@ _plain_function_identity: dict[int, tuple[Any, Identity]] = {}
 
 def identify(action: Any, rule_params: dict[str, Any], wildcards: dict[str, str]) -> Identity:
     """Fingerprint components that do not depend on input contents."""
-    if not rule_params and not wildcards and not isinstance(action, Action):
+    if not rule_params and not wildcards and not is_action(action):
         cached = _plain_function_identity.get(id(action))
         if cached is not None and cached[0] is action:
             return cached[1]
         ident = Identity(_FUNCTION_KIND, code_hash(action), _NO_PARAMS, _NO_MODEL)
         _plain_function_identity[id(action)] = (action, ident)
         return ident
-    if isinstance(action, Action):
+    if is_action(action):
         action_params = action.params()
         return Identity(
             kind=hash_data(f"{action.kind}@{action.version}"),

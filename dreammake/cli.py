@@ -81,6 +81,14 @@ def main() -> None:
     """
 
 
+def _executor(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """`--executor NAME` must name a registered executor (a one-line error with "did you mean" otherwise)."""
+    from dreammake.executors import executor_factory
+
+    executor_factory(name)
+    return name
+
+
 @main.command("build", epilog=EPILOG)
 @click.argument("targets", nargs=-1)
 @click.option("-n", "--dry-run", is_flag=True, help="Print the plan (rule, outputs, reason per job); run nothing.")
@@ -93,9 +101,10 @@ def main() -> None:
 @click.option("--until", metavar="RULE", help="Only build the jobs of RULE and what they need.")
 @click.option("--resources", multiple=True, metavar="NAME=N", help="Limit a resource across running jobs,"
               " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
-@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="Where jobs run: threads in this process, or one Slurm batch job each (sbatch; prompt rules"
-              " stay here). Config keys slurm_args and slurm_poll_s tune it.")
+@click.option("--executor", metavar="NAME", default="local", show_default=True, callback=_executor,
+              help="Where jobs run: local (threads in this process), slurm (one Slurm batch job each, by sbatch;"
+              " prompt rules stay here; config keys slurm_args and slurm_poll_s tune it), or an executor a plugin"
+              " registers.")
 @click.option("--max-cost", type=float, metavar="USD", help="Stop generating once this run has spent USD on"
               " model calls (finished rows are kept; rerun to continue).")
 @click.option("--depfile", is_flag=True, help="Write a make-format TARGET.d beside each requested target"

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from dreammake.actions import is_action
 from dreammake.confine import OutsideProject, confine
 from dreammake.errors import DreamError
 from dreammake.paths import expand, is_folder, normalize, without_wildcards
@@ -158,12 +159,10 @@ class Workflow:
         except TypeError as exc:
             raise DreamError(str(exc), _at(where)) from None
         outputs = self._confine_outputs(name, outputs, where)
-        is_action = False
         if run is not None:
             if not outputs:
                 raise DreamError(f"rule {name!r} has a run= action but no output=", _at(where))
-            is_action = hasattr(run, "execute")  # a rules.* action rather than a user function
-            if not is_action and not callable(run):
+            if not is_action(run) and not callable(run):
                 raise DreamError(f"rule {name!r}: run= must be a function or a rules.* action", _at(where))
         elif outputs:
             raise DreamError(f"rule {name!r} declares outputs but no run= action", _at(where))
@@ -171,7 +170,7 @@ class Workflow:
             raise DreamError(f"rule {name!r}: inputs use wildcards that no output defines", _at(where))
         r = Rule(name, inputs, input_shape, outputs, output_shape, dict(params) if params else {}, run,
                  dict(resources) if resources else {}, where, folders, output_wildcards)
-        if is_action:
+        if is_action(run):
             run.bind(r)
             extra = run.extra_inputs()
             if extra:
@@ -273,11 +272,6 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
     workflow.scope = workflow.namespace()
     workflow._exec_file(path.resolve(), workflow.scope)
     return workflow
-
-
-def is_user_function(action: Any) -> bool:
-    """True for a plain Python callable used as `run=`."""
-    return callable(action) and not hasattr(action, "execute")
 
 
 UserFunction = Callable[..., Any]

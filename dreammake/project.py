@@ -87,11 +87,13 @@ class Project:
     def build(self, planner: Planner, decisions: list[Decision], jobs: int = 1, keep_going: bool = False,
               resources: dict[str, float] | None = None, max_cost: float | None = None,
               jobserver: Any = None, executor: str = "local") -> Summary:
-        """Run the stale jobs and record their outputs; models are freed at the end."""
-        from dreammake.executor import LocalExecutor
+        """Run the stale jobs on the executor registered as `executor` and record their outputs; models are freed
+        at the end."""
+        from dreammake.executors import executor_factory
         from dreammake.llm.generate import Budget
         from dreammake.runner import JobRunner
 
+        factory = executor_factory(executor)
         gc.enable()
         state = self.state
         from dreammake.cards.secrets import scrub_command
@@ -100,13 +102,8 @@ class Project:
         runner = JobRunner(planner, str(self.root), log=lambda text: self.console.line("info", text),
                            progress=self.console.task, budget=Budget(max_cost),
                            dreamfile=str(self.workflow.dreamfile), config=self.options.config)
-        if executor == "slurm":
-            from dreammake.slurm import SlurmExecutor
-
-            scheduler: Any = SlurmExecutor.from_config(self.workflow.config, planner, runner, self.console, jobs,
-                                                       keep_going, resources, run_id)
-        else:
-            scheduler = LocalExecutor(planner, runner, self.console, jobs, keep_going, resources, run_id, jobserver)
+        scheduler = factory(planner, runner, self.console, jobs, keep_going, resources, run_id, jobserver,
+                            self.workflow.config)
         try:
             summary = scheduler.run(decisions)
         finally:

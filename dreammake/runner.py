@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from dreammake.actions import Action, JobContext, function_arguments
+from dreammake.actions import JobContext, function_arguments, is_action
 from dreammake.adopt import write_marker
 from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError, JobFailed
@@ -140,7 +140,7 @@ class ActionRunner:
     # -- calling the action ------------------------------------------------------------------
     def _call(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         action = job.rule.action
-        if isinstance(action, Action):
+        if is_action(action):
             result = action.execute(ctx)
             return self._by_key(job, result, wrote_files=result is None)
         names, takes_all = function_arguments(action)

@@ -10,9 +10,9 @@ database, and cancels its jobs on Ctrl-C. Files live in `.dreammake/slurm/run-N/
 spec and a result (removed once the job succeeded) and the Slurm log, whose path and last lines
 a failure reports. A failed job can be rerun by hand with `python -m dreammake.worker SPEC.json`.
 
-Jobs that need the state database stay in this process: prompt rules (`PromptStep`, which
-read and commit the LLM row cache) and any action with `needs_state = True`. They run on
-threads as with the local executor and count against `-j`.
+Jobs that need the state database stay in this process: those whose action says `needs_state`
+(prompt rules: they read and commit the LLM row cache). They run on threads as with the local
+executor and count against `-j`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dreammake.actions import is_action
 from dreammake.console import Console
 from dreammake.errors import DreamError, JobFailed
 from dreammake.executor import LocalExecutor, Outcome, Summary
@@ -44,11 +45,7 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUE
 
 def needs_state(action: Any) -> bool:
     """Whether a rule's action must run in the coordinating process (it uses the state database)."""
-    if getattr(action, "needs_state", False):
-        return True
-    from dreammake.rules.prompts import PromptStep
-
-    return isinstance(action, PromptStep)
+    return is_action(action) and action.needs_state
 
 
 def sbatch_options(resources: dict[str, Any]) -> list[str]:

@@ -72,7 +72,11 @@ def test_only_state_needing_actions_stay_in_the_coordinator():
 
     assert needs_state(ProcessWithPrompt(llm=llm(EchoBackend()), instruction="Hi.", input_column="x"))
     assert not needs_state(lambda input: input)
-    assert needs_state(type("Custom", (), {"needs_state": True})())
+    from dreammake.actions import Action
+
+    assert needs_state(type("Custom", (Action,), {"needs_state": True})())
+    assert not needs_state(Action())
+    assert not needs_state(type("Duck", (), {"needs_state": True})())  # only an Action answers the question
 
 
 def _spec_for(project, rule: str, tmp_path: Path) -> tuple[dict, object, object, object]:

@@ -12,6 +12,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dreammake.actions import is_action
 from dreammake.cards.registry import dataset_info, folder_info, local_dataset_info, model_info
 from dreammake.cards.secrets import scrub
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 LLM_STATS = ("llm_calls", "llm_cached", "prompt_tokens", "completion_tokens", "cost_usd")
 HF_SOURCE_KIND = "hf_dataset"  # rules.hf_dataset: params name (Hub id or local folder), config, split, revision
-MODEL_KEYS = {"base": "base model", "reward_model": "reward model", "model": "model", "embedder_model": "embedder"}
 PACKAGES = ("datasets", "pyarrow", "duckdb", "huggingface_hub", "jinja2", "networkx", "torch", "transformers",
             "peft", "trl", "accelerate", "sentence-transformers", "litellm", "vllm")
 
@@ -112,7 +112,7 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
              hashes: dict[str, tuple[str, str]]) -> Step:
     """One job as a card step."""
     action = job.rule.action
-    kind = getattr(action, "kind", "function")
+    kind = action.kind if is_action(action) else "function"
     records = [details.get(p) or {} for p in job.output_paths]
     first = records[0] if records else {}
     stats = first.get("stats") or {}
@@ -127,11 +127,11 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
     rows = [r.get("rows") for r in records if r.get("rows") is not None]
     built = first.get("built_at")
     return Step(
-        name=job.name, rule=job.rule.name, kind=kind, version=getattr(action, "version", None),
+        name=job.name, rule=job.rule.name, kind=kind, version=action.version if is_action(action) else None,
         where=job.rule.where, inputs=list(job.input_paths), outputs=outputs,
         built_at=built.isoformat(timespec="seconds") + "Z" if built is not None else None,
         duration_s=first.get("duration_s"), fingerprint=first.get("fingerprint"), params=params,
-        models=models_of(action, params, graph), datasets=datasets, rows=sum(rows) if rows else None,
+        models=models_of(action, graph), datasets=datasets, rows=sum(rows) if rows else None,
         llm={k: stats[k] for k in LLM_STATS if k in stats},
         training={k[6:]: v for k, v in stats.items() if k.startswith("train_")},
     )
@@ -143,14 +143,15 @@ def params_of(job: Job) -> dict[str, Any]:
 
     action = job.rule.action
     params: dict[str, Any] = {}
-    if hasattr(action, "params"):
+    if is_action(action):
         try:
             params.update(action.params())
+            bases = [str(model) for role, model in action.models() if role == "base model"]
         except Exception as exc:  # a broken action must not stop the card
             params["error"] = f"{type(exc).__name__}: {exc}"
-        base = getattr(action, "base", None)
-        if base is not None:
-            params.setdefault("base", os.fspath(base))
+        else:
+            if bases:
+                params.setdefault("base", bases[0])
     elif callable(action):
         params["function"] = getattr(action, "__qualname__", type(action).__name__)
     if job.rule.params:
@@ -164,24 +165,19 @@ def params_of(job: Job) -> dict[str, Any]:
     return scrub(plain)
 
 
-def models_of(action: Any, params: dict[str, Any], graph: Graph) -> list[dict[str, Any]]:
-    """The models an action uses: its LLM handles, and model names among its attributes and params."""
+def models_of(action: Any, graph: Graph) -> list[dict[str, Any]]:
+    """Card facts for the models an action says it uses (`Action.models()`); a user function names none."""
     from dreammake.llm.handle import LLM
     from dreammake.paths import normalize
 
     found: list[dict[str, Any]] = []
-    attrs = vars(action) if hasattr(action, "execute") else {}  # built-in kinds; a user function names no model
-    for value in attrs.values():
-        if isinstance(value, LLM):
-            found.append({**describe_llm(value, graph), "role": "generator"})
-    for key, role in MODEL_KEYS.items():
-        value = attrs.get(key, params.get(key))
-        if not isinstance(value, str) or not value:
-            continue
-        if normalize(value) in graph.producer:  # a checkpoint this Dreamfile trains (a `target(...)`)
-            found.append({**target_model(normalize(value), graph), "role": role})
+    for role, model in action.models() if is_action(action) else []:
+        if isinstance(model, LLM):
+            found.append({**describe_llm(model, graph), "role": role})
+        elif normalize(model) in graph.producer:  # a checkpoint this Dreamfile trains (a `target(...)`)
+            found.append({**target_model(normalize(model), graph), "role": role})
         else:
-            found.append({**model_info(value), "role": role})
+            found.append({**model_info(model), "role": role})
     return _unique(found, ("name", "role"))
 
 
@@ -189,10 +185,7 @@ def describe_llm(handle: Any, graph: Graph) -> dict[str, Any]:
     """Card facts for an `llm(...)` handle, from its spec and (if already computed) its identity."""
     if handle.target is not None:
         return target_model(handle.target, graph)
-    identity = getattr(handle, "_identity", None)  # computed when fingerprinting; never here (it may load weights)
-    if identity is None and hasattr(handle.spec, "identity"):
-        identity = handle.spec.identity()
-    identity = identity or {}
+    identity = handle.known_identity() or {}  # never computed here: that may load weights
     revision = handle.options.get("revision") or identity.get("revision")
     name = handle.name
     info = model_info(name, identity.get("backend"), revision)

@@ -83,6 +83,13 @@ class LLM:
             self._identity = {k: v for k, v in ident.items() if not is_secret(k)}
         return self._identity
 
+    def known_identity(self) -> dict[str, Any] | None:
+        """`identity()` when it is known without making the backend (computed already, or cheap: a checkpoint
+        target or a backend object as spec), else None. Cards ask this: they must never load a model."""
+        if self._identity is None and (self.target is not None or hasattr(self.spec, "identity")):
+            return self.identity()
+        return self._identity
+
     def identity_hash(self) -> str:
         """Hash of `identity()`, the model part of fingerprints and cache keys."""
         return hash_data(self.identity())

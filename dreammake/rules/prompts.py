@@ -39,6 +39,7 @@ class PromptStep(Action):
 
     kind = "prompt"
     version = 1
+    needs_state = True  # the row cache
 
     def __init__(self, llm: LLM, input_column: str | None = None, output_column: str = "output",
                  template: str | None = None, system: str | None = None, seed: int | None = 0,
