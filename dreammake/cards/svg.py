@@ -186,12 +186,14 @@ def _edge(a: str, b: str, chain: list[str], pos: dict[str, tuple[float, float]],
     x0, y0 = pos[a][0] + size[a][0], middle(a)
     d = [f"M {x0:.1f} {y0:.1f} H {spans[a][1]:.1f}"]
     x, y = spans[a][1], y0
+    end = pos[b][0] - 2  # the arrow's tip, just left of b's box
     for n in [*chain, b]:
-        nx_, ny = spans[n][0], middle(n)
+        nx_, ny = min(spans[n][0], end), middle(n)
         dx = (nx_ - x) / 2
         d.append(f"C {x + dx:.1f} {y:.1f} {nx_ - dx:.1f} {ny:.1f} {nx_:.1f} {ny:.1f}")
-        x, y = (spans[n][1], ny) if n != b else (pos[b][0] - 2, ny)
-        d.append(f"H {x:.1f}")
+        x, y = (spans[n][1], ny) if n != b else (end, ny)
+        if x > nx_:  # never backwards: the arrow head takes the direction of the last piece
+            d.append(f"H {x:.1f}")
     return (f'<path class="edge" d="{" ".join(d)}" fill="none" stroke="#9ca3af" stroke-width="1.4"'
             f' marker-end="url(#arrow)"/>')
 
@@ -240,7 +242,8 @@ def _legend(x: float, y: float) -> str:
 # -- charts (matplotlib) ----------------------------------------------------------------------
 CHART_STYLE = {"font.family": "sans-serif", "font.size": 9, "axes.edgecolor": "#9ca3af", "axes.grid": True,
                "grid.color": "#e5e7eb", "axes.spines.top": False, "axes.spines.right": False,
-               "svg.fonttype": "none", "svg.hashsalt": "dreammake"}  # text stays text; stable ids
+               "axes.axisbelow": True, "svg.fonttype": "none",  # text stays text
+               "svg.hashsalt": "dreammake"}  # stable ids
 
 
 @contextlib.contextmanager
