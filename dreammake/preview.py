@@ -147,8 +147,8 @@ def print_rows(rows: list[Prompted], stream: TextIO, as_json: bool = False, rich
 
     view = Table(show_lines=True, highlight=False, expand=True)
     view.add_column("row", justify="right", no_wrap=True)
-    view.add_column("messages", ratio=3, overflow="fold")
-    view.add_column("generation", ratio=2, overflow="fold")
+    view.add_column("messages", ratio=1, overflow="fold")
+    view.add_column("generation", ratio=1, overflow="fold")
     for row in rows:  # Text, not markup: a prompt may hold "[brackets]"
         turns = Group(*(Text.assemble((f"{m['role']}: ", "bold cyan"), m["content"]) for m in row.messages))
         view.add_row(Text(f"{row.row}\n{_source(row)}", style="dim"), turns, Text(row.text or ""))

@@ -121,7 +121,7 @@ def data_samples(decisions: list[Decision], state: State, root: str) -> list[dic
                 try:
                     prompted = preview.first_rows(step, preview.job_context(job, state, root), SAMPLE_ROWS,
                                                   call_model=False)
-                except (DreamError, OSError) as exc:
+                except (DreamError, OSError, ImportError) as exc:  # e.g. a retrieval rule's embedder is gone
                     sample["note"] = f"messages not shown: {exc}"
             by_row = {p.row: p for p in prompted if p.text is not None}
             for i, row in enumerate(table.to_pylist()):
