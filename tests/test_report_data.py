@@ -165,3 +165,21 @@ def test_charts_have_integer_step_ticks_and_a_single_eval_point_shows():
     bars = bars_svg([("abstracts", 1500, 0), ("a_job_with_a_long_name[split=validation]", 3, 1497)])
     assert ">a_job_with_a_long_name[split=validation]</text>" in bars and ">1,500 / 0</text>" in bars
     assert all(t.isdigit() for t in re.findall(r'<g id="xtick_\d+">.*?<text[^>]*>([^<]*)</text>', bars, re.DOTALL))
+
+
+def test_without_matplotlib_charts_are_one_error_line_and_chartless_reports_still_work(project, monkeypatch):
+    import sys
+
+    from ux_helpers import assert_one_error_line
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    project.dreamfile('rule("a", output="t/a.parquet", run=lambda: {"x": [1, 2]})\n')
+    project.run("a")
+    project.run("report", "-o", "report.html")  # nothing to chart
+    assert "<svg class=\"dag\"" in (project.root / "report.html").read_text()
+    project.dreamfile(HEADER)
+    project.run("t/gen.parquet")
+    line = assert_one_error_line(project.run("report", "-o", "report.html", code=2))
+    assert "the report's charts need matplotlib — pip install 'dreammake[report]'" in line
