@@ -28,6 +28,7 @@ Examples:
   dreammake -q targets/x.parquet     exit 0 if up to date, 1 if stale (like make -q)
   dreammake -j 4 --config n=1000     four jobs at once, with a config value overridden
   dreammake show targets/x.parquet   look at the rows of a target (a table; --json for JSON lines)
+  dreammake preview tweets -n 5      a prompt rule on 5 rows: exact messages and generations (cached)
   dreammake status | graph | clean   inspect, draw, remove outputs
 """
 

@@ -178,7 +178,7 @@ def render_report(graph: Graph, decisions: list[Decision], state: State, output:
         title=title, version=__version__, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         dag=dag_svg(graph.to_networkx(), status), rows=rows, totals=totals,
         bars=bars_svg(spend) if spend else None, curves=loss_curves(decisions), runs=recent_runs(state),
-        data=data_samples(decisions, state, str(state.root)),
+        data=data_samples(decisions, state, str(state.root)), sample_rows=SAMPLE_ROWS, data_targets=DATA_TARGETS,
         counts={s: sum(1 for r in rows if r["status"] == s) for s in ("up-to-date", "stale", "missing")})
     return redact(html)
 
