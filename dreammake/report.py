@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 METRICS = "metrics.parquet"
 RUNS_SHOWN = 10
+BARS_SHOWN = 30  # jobs drawn one bar each in the calls vs cache hits chart; more are summed per rule
 SAMPLE_ROWS = 5  # rows shown per dataset target
 DATA_TARGETS = 50  # dataset targets shown at most (the first ones in build order)
 CELL_CHARS = 2000  # characters of a cell shown in full; longer ones are cut, saying by how much
@@ -58,6 +59,21 @@ def job_rows(decisions: list[Decision], details: dict[str, dict[str, Any]], here
             "outputs": [{"path": p, "cards": _card_links(p, here)} for p in job.output_paths],
         })
     return rows
+
+
+def llm_spend(rows: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    """(name, model calls, cache hits) per job that used a model; per rule when more than BARS_SHOWN jobs did."""
+    used = [r for r in rows if r["llm_calls"] or r["llm_cached"]]
+    if len(used) <= BARS_SHOWN:
+        return [(r["job"], r["llm_calls"], r["llm_cached"]) for r in used]
+    by_rule: dict[str, list[int]] = {}
+    for r in used:
+        totals = by_rule.setdefault(r["rule"], [0, 0, 0])
+        totals[0] += r["llm_calls"]
+        totals[1] += r["llm_cached"]
+        totals[2] += 1
+    return [(f"{rule} ({jobs:,} job{'s' if jobs != 1 else ''})", calls, cached)
+            for rule, (calls, cached, jobs) in by_rule.items()]
 
 
 def _card_links(target: str, here: str) -> list[dict[str, str]]:
@@ -173,7 +189,7 @@ def render_report(graph: Graph, decisions: list[Decision], state: State, output:
     rows = job_rows(decisions, details, here)
     status = {r["job"]: r["status"] for r in rows}
     totals = {k: sum(r[k] or 0 for r in rows) for k in (*LLM_STATS, "duration_s")}
-    spend = [(r["job"], r["llm_calls"], r["llm_cached"]) for r in rows if r["llm_calls"] or r["llm_cached"]]
+    spend = llm_spend(rows)
     html = jinja_env(html=True).get_template("report.html.j2").render(
         title=title, version=__version__, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         dag=dag_svg(graph.to_networkx(), status), rows=rows, totals=totals,

@@ -183,3 +183,15 @@ def test_without_matplotlib_charts_are_one_error_line_and_chartless_reports_stil
     project.run("t/gen.parquet")
     line = assert_one_error_line(project.run("report", "-o", "report.html", code=2))
     assert "the report's charts need matplotlib — pip install 'dreammake[report]'" in line
+
+
+def test_calls_vs_cache_hits_sum_per_rule_when_many_jobs_used_a_model():
+    from dreammake.report import BARS_SHOWN, llm_spend
+
+    def row(job: str, rule: str, calls: int, cached: int) -> dict:
+        return {"job": job, "rule": rule, "llm_calls": calls, "llm_cached": cached}
+
+    few = [row("gen", "gen", 3, 1), row("split", "split", 0, 0)]
+    assert llm_spend(few) == [("gen", 3, 1)]
+    many = [row(f"gen[i={i}]", "gen", 2, 1) for i in range(BARS_SHOWN)] + [row("judge", "judge", 5, 0)]
+    assert llm_spend(many) == [(f"gen ({BARS_SHOWN} jobs)", 2 * BARS_SHOWN, BARS_SHOWN), ("judge (1 job)", 5, 0)]
