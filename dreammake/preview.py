@@ -55,9 +55,9 @@ def prompt_job(workflow: Workflow, target: str) -> Job:
     job = Resolver(workflow).request(target)
     if prompt_step(job) is None:
         names = [r.name for r in workflow.rules if isinstance(r.action, PromptStep)]
-        kind = getattr(job.rule.action, "kind", "function")
+        kind = "an aggregate" if job.rule.is_phony else f"a {getattr(job.rule.action, 'kind', 'function')}"
         hint = "prompt rules here: " + ", ".join(names) if names else "this Dreamfile has no prompt rule"
-        raise DreamError(f"rule {job.rule.name!r} is a {kind} rule, not a prompt rule", hint=hint)
+        raise DreamError(f"rule {job.rule.name!r} is {kind} rule, not a prompt rule", hint=hint)
     missing = [p for p in job.input_paths if not os.path.exists(p)]
     if missing:
         raise DreamError(f"rule {job.rule.name!r} needs {', '.join(missing)}, not built yet",

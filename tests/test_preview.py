@@ -92,6 +92,8 @@ def test_errors_are_one_line(project):
     assert "rule 'gen' needs t/src.parquet, not built yet — run `dreammake t/src.parquet` first" in line
     line = assert_one_error_line(project.run("preview", "src", code=2))
     assert "rule 'src' is a function rule, not a prompt rule — prompt rules here: gen" in line
+    line = assert_one_error_line(project.run("preview", "all", code=2))
+    assert "rule 'all' is an aggregate rule, not a prompt rule" in line
     line = assert_one_error_line(project.run("preview", "gne", code=2))
     assert "no rule makes gne" in line and "did you mean gen?" in line
     assert calls(project.root) == []
