@@ -28,6 +28,7 @@ Examples:
   dreammake -q targets/x.parquet     exit 0 if up to date, 1 if stale (like make -q)
   dreammake -j 4 --config n=1000     four jobs at once, with a config value overridden
   dreammake show targets/x.parquet   look at the rows of a target (a table; --json for JSON lines)
+  dreammake preview tweets -n 5      a prompt rule on 5 rows: exact messages and generations (cached)
   dreammake status | graph | clean   inspect, draw, remove outputs
 """
 
@@ -287,6 +288,32 @@ def show_cmd(target: str, limit: int, columns: str | None, sample: bool, as_json
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     table, total = show.read_rows(path, limit, names, sample)
     show.print_rows(table, total, path, sys.stdout, as_json)
+
+
+@main.command("preview")
+@click.argument("target", metavar="RULE")
+@click.option("-n", "--rows", "limit", type=click.IntRange(1), default=5, show_default=True, metavar="N",
+              help="How many input rows to run.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines: row, messages, generation, cached.")
+@common_options
+def preview_cmd(target: str, limit: int, as_json: bool, **common: Any) -> None:
+    """Run a prompt RULE (a rule name or its output) on its first N input rows and print the exact messages
+    and the generations. Nothing is written but the row cache: the build reuses these rows."""
+    from dreammake import preview
+
+    console = Console(debug=common["debug"])
+    with project_of(common, console) as project:
+        job = preview.prompt_job(project.workflow, target)
+        ctx = preview.job_context(job, project.state, str(project.root), console)
+        console.start_progress(1)
+        try:
+            rows = preview.first_rows(preview.prompt_step(job), ctx, limit)
+        finally:
+            console.stop_progress()
+            for model in project.workflow.models:
+                model.close()
+    preview.print_rows(rows, sys.stdout, as_json)
+    console.line("done", preview.summary(job, rows))
 
 
 @main.command("makefile")

@@ -110,7 +110,8 @@ class Project:
             for model in self.workflow.models:
                 model.close()
         status = "interrupted" if summary.interrupted else "failed" if summary.failed else "ok"
-        state.finish_run(run_id, status, len(summary.ran), len(summary.failed))
+        failure = (summary.failed[0][0], summary.failed[0][1].one_line()) if summary.failed else None
+        state.finish_run(run_id, status, len(summary.ran), len(summary.failed), failure)
         if not summary.interrupted:
             from dreammake.cards.render import write_built_cards
 

@@ -47,6 +47,8 @@ CREATE SEQUENCE IF NOT EXISTS run_ids START 1;
 CREATE TABLE IF NOT EXISTS runs (
     id BIGINT PRIMARY KEY, started_at TIMESTAMP, finished_at TIMESTAMP, command VARCHAR,
     status VARCHAR, jobs_run INTEGER, jobs_failed INTEGER);
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS failed_job VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR;
 """
 
 TARGET_COLUMNS = (
@@ -423,22 +425,26 @@ class State:
     def start_run(self, command: str) -> int:
         """Open a run record and return its id."""
         run_id = self.db.execute("SELECT nextval('run_ids')").fetchall()[0][0]
-        self.db.execute("INSERT INTO runs VALUES (?, now(), NULL, ?, 'running', 0, 0)", [run_id, command])
+        self.db.execute("INSERT INTO runs (id, started_at, command, status, jobs_run, jobs_failed)"
+                        " VALUES (?, now(), ?, 'running', 0, 0)", [run_id, command])
         return int(run_id)
 
     @_guarded
     def runs(self, limit: int) -> list[dict[str, Any]]:
         """The last `limit` run records, newest first."""
-        cur = self.db.execute("SELECT id, started_at, finished_at, command, status, jobs_run, jobs_failed FROM runs"
-                              " ORDER BY id DESC LIMIT ?", [limit])
+        cur = self.db.execute("SELECT id, started_at, finished_at, command, status, jobs_run, jobs_failed,"
+                              " failed_job, error FROM runs ORDER BY id DESC LIMIT ?", [limit])
         names = [c[0] for c in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     @_guarded
-    def finish_run(self, run_id: int, status: str, jobs_run: int, jobs_failed: int) -> None:
-        """Close a run record."""
-        self.db.execute("UPDATE runs SET finished_at = now(), status = ?, jobs_run = ?, jobs_failed = ? WHERE id = ?",
-                        [status, jobs_run, jobs_failed, run_id])
+    def finish_run(self, run_id: int, status: str, jobs_run: int, jobs_failed: int,
+                   failure: tuple[str, str] | None = None) -> None:
+        """Close a run record; `failure` is the first failed job's name and its one-line error."""
+        failed_job, error = failure or (None, None)
+        self.db.execute("UPDATE runs SET finished_at = now(), status = ?, jobs_run = ?, jobs_failed = ?,"
+                        " failed_job = ?, error = ? WHERE id = ?",
+                        [status, jobs_run, jobs_failed, failed_job, error, run_id])
 
     # -- helpers ----------------------------------------------------------------------------
     def _upsert(self, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:

@@ -1,20 +1,25 @@
-"""Inline SVG pictures for the HTML report: the job DAG (a layered layout, no Graphviz), line plots
-and stacked bars. Output is plain `<svg>` markup without any external reference.
+"""Inline SVG pictures for the HTML report: the job DAG (a layered layout with edges routed around the boxes,
+no Graphviz), and charts drawn by matplotlib (loss curves, stacked bars). Output is plain `<svg>` markup
+without any external reference.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from dreammake.errors import DreamError
 
 if TYPE_CHECKING:
     import networkx
 
 MAX_JOB_NODES = 150  # above this the DAG is drawn per rule instead of per job
 CHAR_W = 7.0  # approximate width of a 12px sans-serif character
-NODE_H, SOURCE_H, NODE_GAP, LAYER_GAP, PAD = 46, 30, 16, 56, 16
+NODE_GAP, LAYER_GAP, PAD, MAX_NODE_W = 16, 56, 16, 260
+LINE_H, OUT_LINE_H = 15, 13  # line heights of a box's name (12px) and output (10px)
 STYLES = {  # status -> (fill, stroke, dash)
     "up-to-date": ("#dcfce7", "#16a34a", ""), "stale": ("#fef3c7", "#d97706", ""),
     "missing": ("#f3f4f6", "#9ca3af", "4 3"), "source": ("#e5e7eb", "#6b7280", ""),
@@ -26,11 +31,6 @@ def _text(x: float, y: float, text: str, size: int = 12, weight: str = "normal",
           fill: str = "#111827") -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" font-weight="{weight}" text-anchor="{anchor}"'
             f' fill="{fill}">{escape(text)}</text>')
-
-
-def _fit(text: str, width: float) -> str:
-    chars = max(4, int(width / CHAR_W))
-    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 # -- the DAG ---------------------------------------------------------------------------------
@@ -62,8 +62,15 @@ def collapse(g: networkx.DiGraph, status: dict[str, str]) -> tuple[networkx.DiGr
     return rules, rule_status
 
 
-def layers(g: networkx.DiGraph) -> list[list[str]]:
-    """Nodes in columns: a job one column right of its deepest input; a source just left of its first reader."""
+WAYPOINT = "\x00"  # prefix of the waypoint nodes a long edge gets in each column it crosses
+WAYPOINT_H = 8
+
+
+def layers(g: networkx.DiGraph) -> tuple[list[list[str]], dict[tuple[str, str], list[str]]]:
+    """Nodes in columns: a job one column right of its deepest input; a source just left of its first reader.
+
+    An edge that spans several columns gets a waypoint in each column between its ends (returned per
+    edge, in order), so the ordering keeps a lane free for it and it is drawn around the boxes."""
     import networkx as nx
 
     jobs = [n for n in nx.topological_sort(g) if g.nodes[n].get("kind") != "source"]
@@ -74,12 +81,21 @@ def layers(g: networkx.DiGraph) -> list[list[str]]:
     for n in g.nodes:
         if n not in level:
             level[n] = max(0, min((level[s] for s in g.successors(n) if s in level), default=1) - 1)
+    routed = nx.DiGraph()
+    routed.add_nodes_from(g.nodes)
+    waypoints: dict[tuple[str, str], list[str]] = {}
+    for a, b in g.edges():
+        chain = [f"{WAYPOINT}{a}\x00{b}\x00{k}" for k in range(level[a] + 1, level[b])]
+        for k, point in zip(range(level[a] + 1, level[b]), chain):
+            level[point] = k
+        nx.add_path(routed, [a, *chain, b])
+        waypoints[(a, b)] = chain
     columns: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for n in g.nodes:
+    for n in routed.nodes:
         columns[level[n]].append(n)
     columns = [col for col in columns if col]
-    _order(g, columns)
-    return columns
+    _order(routed, columns)
+    return columns, waypoints
 
 
 def _order(g: networkx.DiGraph, columns: list[list[str]]) -> None:
@@ -96,19 +112,46 @@ def _order(g: networkx.DiGraph, columns: list[list[str]]) -> None:
             columns[i].sort(key=keys.__getitem__)
 
 
+def wrap(text: str, chars: int) -> list[str]:
+    """`text` in lines of at most `chars` characters, broken after `/`, `_`, `-`, `,`, `]` or a space when
+    possible (a path or a job name with wildcards has no spaces)."""
+    lines: list[str] = []
+    while len(text) > chars:
+        cut = max(text.rfind(c, 0, chars) for c in "/_-,] ")
+        cut = cut + 1 if cut > 0 else chars
+        lines.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return [*lines, text] if text or not lines else lines
+
+
+def _labels(node: str, data: dict) -> tuple[list[str], list[str]]:
+    """The wrapped name and first-output lines of a box."""
+    chars = int((MAX_NODE_W - 20) / CHAR_W)
+    outputs = data.get("outputs", [])
+    output = outputs[0] + (f" +{len(outputs) - 1}" if len(outputs) > 1 else "") if outputs else ""
+    return wrap(str(node), chars), wrap(output, chars) if output else []
+
+
 def dag_svg(g: networkx.DiGraph, status: dict[str, str]) -> str:
-    """The job graph as an inline SVG: boxes coloured by status, source files as grey notes, left to right."""
+    """The job graph as an inline SVG: boxes coloured by status, source files as grey notes, left to right;
+    edges that skip columns run in lanes between the boxes."""
     if sum(1 for _, d in g.nodes(data=True) if d.get("kind") == "job") > MAX_JOB_NODES:
         g, status = collapse(g, status)
-    columns = layers(g)
+    columns, waypoints = layers(g)
     size: dict[str, tuple[float, float]] = {}
+    labels: dict[str, tuple[list[str], list[str]]] = {}
     for node, data in g.nodes(data=True):
-        lines = [str(node), *data.get("outputs", [])[:1]]
-        width = min(max(len(t) for t in lines) * CHAR_W + 24, 260)
-        size[node] = (max(width, 90), SOURCE_H if data.get("kind") == "source" else NODE_H)
+        names, outs = labels[node] = _labels(node, data)
+        width = max(len(t) for t in [*names, *outs]) * CHAR_W + 20
+        height = (LINE_H * len(names) + 10 if data.get("kind") == "source"
+                  else LINE_H * len(names) + OUT_LINE_H * len(outs) + 18)
+        size[node] = (min(max(width, 90), MAX_NODE_W), height)
+    for chain in waypoints.values():
+        size.update((point, (0.0, WAYPOINT_H)) for point in chain)
     heights = [sum(size[n][1] for n in col) + NODE_GAP * max(len(col) - 1, 0) for col in columns]
     total_h = max(heights, default=0) + 2 * PAD
     pos: dict[str, tuple[float, float]] = {}
+    spans: dict[str, tuple[float, float]] = {}  # a node's column: (left, right)
     x = PAD
     for col, col_h in zip(columns, heights):
         col_w = max((size[n][0] for n in col), default=0)
@@ -116,6 +159,7 @@ def dag_svg(g: networkx.DiGraph, status: dict[str, str]) -> str:
         for n in col:
             w, h = size[n]
             pos[n] = (x + (col_w - w) / 2, y)
+            spans[n] = (x, x + col_w)
             y += h + NODE_GAP
         x += col_w + LAYER_GAP
     width = x - LAYER_GAP + PAD
@@ -123,21 +167,39 @@ def dag_svg(g: networkx.DiGraph, status: dict[str, str]) -> str:
              f' viewBox="0 0 {width:.0f} {total_h + 28:.0f}" font-family="system-ui, sans-serif">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"'
              ' orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#6b7280"/></marker></defs>']
-    for a, b in g.edges():
-        (ax, ay), (bx, by) = pos[a], pos[b]
-        x1, y1 = ax + size[a][0], ay + size[a][1] / 2
-        x2, y2 = bx - 2, by + size[b][1] / 2
-        dx = max((x2 - x1) / 2, 20)
-        parts.append(f'<path d="M {x1:.1f} {y1:.1f} C {x1 + dx:.1f} {y1:.1f} {x2 - dx:.1f} {y2:.1f} {x2:.1f}'
-                     f' {y2:.1f}" fill="none" stroke="#9ca3af" stroke-width="1.4" marker-end="url(#arrow)"/>')
+    for (a, b), chain in waypoints.items():
+        parts.append(_edge(a, b, chain, pos, size, spans))
     for node, data in g.nodes(data=True):
-        parts.append(_node(node, data, pos[node], size[node], status))
+        parts.append(_node(node, data, pos[node], size[node], status, labels[node]))
     parts.append(_legend(PAD, total_h + 8))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _node(node: str, data: dict, at: tuple[float, float], size: tuple[float, float], status: dict[str, str]) -> str:
+def _edge(a: str, b: str, chain: list[str], pos: dict[str, tuple[float, float]],
+          size: dict[str, tuple[float, float]], spans: dict[str, tuple[float, float]]) -> str:
+    """One edge: straight along its own lane inside each column (out of `a`, through each waypoint, into
+    `b`), S-curves only in the gaps between columns, where there are no boxes."""
+    def middle(n: str) -> float:
+        return pos[n][1] + size[n][1] / 2
+
+    x0, y0 = pos[a][0] + size[a][0], middle(a)
+    d = [f"M {x0:.1f} {y0:.1f} H {spans[a][1]:.1f}"]
+    x, y = spans[a][1], y0
+    end = pos[b][0] - 2  # the arrow's tip, just left of b's box
+    for n in [*chain, b]:
+        nx_, ny = min(spans[n][0], end), middle(n)
+        dx = (nx_ - x) / 2
+        d.append(f"C {x + dx:.1f} {y:.1f} {nx_ - dx:.1f} {ny:.1f} {nx_:.1f} {ny:.1f}")
+        x, y = (spans[n][1], ny) if n != b else (end, ny)
+        if x > nx_:  # never backwards: the arrow head takes the direction of the last piece
+            d.append(f"H {x:.1f}")
+    return (f'<path class="edge" d="{" ".join(d)}" fill="none" stroke="#9ca3af" stroke-width="1.4"'
+            f' marker-end="url(#arrow)"/>')
+
+
+def _node(node: str, data: dict, at: tuple[float, float], size: tuple[float, float], status: dict[str, str],
+          labels: tuple[list[str], list[str]]) -> str:
     (x, y), (w, h) = at, size
     source = data.get("kind") == "source"
     state = "source" if source else status.get(node, "missing")
@@ -147,16 +209,24 @@ def _node(node: str, data: dict, at: tuple[float, float], size: tuple[float, flo
     out = [f'<g class="node {state}"><title>{title}</title>',
            f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{3 if source else 8}"'
            f' fill="{fill}" stroke="{stroke}" stroke-width="1.5"{dash_attr}/>']
+    names, outs = labels
     if source:
-        out.append(_text(x + 10, y + h / 2 + 4, _fit(str(node), w - 16), 11, fill="#374151"))
+        out.append(_lines(x + 10, y + 17, names, LINE_H, 11, fill="#374151"))
     else:
-        out.append(_text(x + 10, y + 19, _fit(str(node), w - 16), 12, "600"))
-        outputs = data.get("outputs", [])
-        if outputs:
-            more = f" +{len(outputs) - 1}" if len(outputs) > 1 else ""
-            out.append(_text(x + 10, y + 35, _fit(outputs[0] + more, w - 16), 10, fill="#4b5563"))
+        out.append(_lines(x + 10, y + 19, names, LINE_H, 12, "600"))
+        if outs:
+            out.append(_lines(x + 10, y + 19 + LINE_H * len(names) + 2, outs, OUT_LINE_H, 10, fill="#4b5563"))
     out.append("</g>")
     return "".join(out)
+
+
+def _lines(x: float, y: float, lines: list[str], step: float, size: int, weight: str = "normal",
+           fill: str = "#111827") -> str:
+    """Text lines one under the other: one `<text>` with a line per `<tspan>` (a single line: plain text)."""
+    if len(lines) == 1:
+        return _text(x, y, lines[0], size, weight, fill=fill)
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else step}">{escape(t)}</tspan>' for i, t in enumerate(lines))
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" font-weight="{weight}" fill="{fill}">{spans}</text>'
 
 
 def _legend(x: float, y: float) -> str:
@@ -169,90 +239,79 @@ def _legend(x: float, y: float) -> str:
     return "".join(out)
 
 
-# -- plots -----------------------------------------------------------------------------------
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About `count` round tick values covering [low, high]."""
-    if high <= low:
-        high = low + (abs(low) or 1.0)
-    raw = (high - low) / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 0.5:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+# -- charts (matplotlib) ----------------------------------------------------------------------
+CHART_STYLE = {"font.family": "sans-serif", "font.size": 9, "axes.edgecolor": "#9ca3af", "axes.grid": True,
+               "grid.color": "#e5e7eb", "axes.spines.top": False, "axes.spines.right": False,
+               "axes.axisbelow": True, "svg.fonttype": "none",  # text stays text
+               "svg.hashsalt": "dreammake"}  # stable ids
 
 
-def _label(value: float) -> str:
-    return f"{value:g}" if abs(value) < 1e5 else f"{value:.2e}"
+@contextlib.contextmanager
+def _chart(width: float, height: float) -> Iterator[Any]:
+    """A matplotlib Figure (no pyplot, no GUI backend) in the report's style, sized in pixels at 96 dpi."""
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DreamError("the report's charts need matplotlib", hint="pip install 'dreammake[report]'") from None
+    with matplotlib.rc_context(CHART_STYLE):
+        yield Figure(figsize=(width / 96, height / 96), dpi=96, layout="constrained")
+
+
+def _svg(fig: Any, css_class: str, label: str) -> str:
+    """The figure as inline `<svg>` markup: text stays text (searchable, testable), no XML prologue, no
+    metadata and no namespace URLs (inline SVG in HTML needs none)."""
+    import io
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
+    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+    return text.replace("<svg", f'<svg class="{css_class}" role="img" aria-label="{escape(label)}"', 1)
 
 
 def line_plot_svg(title: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-                  x_label: str = "step", y_label: str = "loss", width: int = 620, height: int = 280) -> str:
-    """Line plot of (name, xs, ys) series with axes, round ticks and a legend."""
-    series = [(n, xs, ys) for n, xs, ys in series if xs]
-    left, right, top, bottom = 58, 16, 34, 42
-    xs_all = [x for _, xs, _ in series for x in xs] or [0.0, 1.0]
-    ys_all = [y for _, _, ys in series for y in ys] or [0.0, 1.0]
-    xt, yt = nice_ticks(min(xs_all), max(xs_all)), nice_ticks(min(ys_all), max(ys_all))
-    pw, ph = width - left - right, height - top - bottom
+                  x_label: str = "step", y_label: str = "loss", width: int = 620, height: int = 300) -> str:
+    """Line plot of (name, xs, ys) series (matplotlib): integer x ticks (steps), a marker on every point when
+    a series is short (an eval loss measured once is a labelled dot), the last value of each series written
+    beside it, and a legend."""
+    with _chart(width, height) as fig:
+        from matplotlib.ticker import MaxNLocator
 
-    def sx(v: float) -> float:
-        return left + (v - xt[0]) / ((xt[-1] - xt[0]) or 1) * pw
-
-    def sy(v: float) -> float:
-        return top + ph - (v - yt[0]) / ((yt[-1] - yt[0]) or 1) * ph
-
-    parts = [f'<svg class="plot" role="img" aria-label="{escape(title)}" width="{width}" height="{height}"'
-             f' viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#ffffff" stroke="#d1d5db"/>',
-             _text(left, 20, title, 13, "600")]
-    for v in yt:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}" stroke="#f3f4f6"/>')
-        parts.append(_text(left - 6, sy(v) + 4, _label(v), 10, anchor="end", fill="#4b5563"))
-    for v in xt:
-        parts.append(_text(sx(v), top + ph + 15, _label(v), 10, anchor="middle", fill="#4b5563"))
-    parts.append(_text(left + pw / 2, height - 6, x_label, 11, anchor="middle", fill="#374151"))
-    parts.append(f'<text x="14" y="{top + ph / 2:.1f}" font-size="11" fill="#374151" text-anchor="middle"'
-                 f' transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>')
-    for i, (name, xs, ys) in enumerate(series):
-        colour = PALETTE[i % len(PALETTE)]
-        points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
-        parts.append(f'<polyline class="series" points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        if len(xs) <= 30:
-            parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in zip(xs, ys))
-        lx = left + pw - 110
-        ly = top + 14 + 16 * i
-        parts.append(f'<line x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>')
-        parts.append(_text(lx + 24, ly, name, 11))
-    parts.append("</svg>")
-    return "\n".join(parts)
+        ax = fig.add_subplot()
+        for i, (name, xs, ys) in enumerate(s for s in series if s[1]):
+            colour = PALETTE[i % len(PALETTE)]
+            ax.plot(xs, ys, color=colour, linewidth=1.8, marker="o" if len(xs) <= 30 else None,
+                    markersize=3.5 if len(xs) > 1 else 6, label=name)
+            ax.annotate(f"{ys[-1]:.3g}", (xs[-1], ys[-1]), textcoords="offset points", xytext=(5, 4), color=colour,
+                        fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, loc="left", fontsize=10, fontweight="bold")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.legend(frameon=False, loc="upper right")
+        return _svg(fig, "plot", title)
 
 
 def bars_svg(rows: Sequence[tuple[str, float, float]], labels: tuple[str, str] = ("model calls", "cache hits"),
              width: int = 620) -> str:
-    """Horizontal stacked bars (name, first, second): e.g. LLM calls vs row-cache hits per rule."""
-    label_w, row_h, top = 170, 24, 28
-    height = top + row_h * len(rows) + 8
-    biggest = max((a + b for _, a, b in rows), default=0) or 1
-    scale = (width - label_w - 70) / biggest
-    colours = ("#2563eb", "#10b981")
-    parts = [f'<svg class="bars" role="img" aria-label="{escape(labels[0])} and {escape(labels[1])}"'
-             f' width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">']
-    lx = label_w
-    for colour, name in zip(colours, labels):
-        parts.append(f'<rect x="{lx}" y="6" width="12" height="12" fill="{colour}"/>' + _text(lx + 17, 16, name, 11))
-        lx += 40 + len(name) * CHAR_W
-    for i, (name, a, b) in enumerate(rows):
-        y = top + i * row_h
-        parts.append(_text(label_w - 8, y + 15, _fit(name, label_w - 12), 11, anchor="end"))
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{a * scale:.1f}" height="{row_h - 8}"'
-                     f' fill="{colours[0]}"><title>{escape(name)}: {a:,.0f} {labels[0]}</title></rect>')
-        parts.append(f'<rect x="{label_w + a * scale:.1f}" y="{y + 3}" width="{b * scale:.1f}" height="{row_h - 8}"'
-                     f' fill="{colours[1]}"><title>{escape(name)}: {b:,.0f} {labels[1]}</title></rect>')
-        parts.append(_text(label_w + (a + b) * scale + 6, y + 15, f"{a:,.0f} / {b:,.0f}", 10, fill="#4b5563"))
-    parts.append("</svg>")
-    return "\n".join(parts)
+    """Horizontal stacked bars (name, first, second), matplotlib: e.g. LLM calls vs row-cache hits per job."""
+    with _chart(width, 70 + 26 * len(rows)) as fig:
+        from matplotlib.ticker import MaxNLocator
+
+        ax = fig.add_subplot()
+        names = [name for name, _, _ in rows][::-1]  # the first row on top
+        first = [a for _, a, _ in rows][::-1]
+        second = [b for _, _, b in rows][::-1]
+        ax.barh(names, first, color="#2563eb", label=labels[0], height=0.6)
+        ax.barh(names, second, left=first, color="#10b981", label=labels[1], height=0.6)
+        for y, (a, b) in enumerate(zip(first, second)):
+            ax.annotate(f"{a:,.0f} / {b:,.0f}", (a + b, y), textcoords="offset points", xytext=(4, -3), fontsize=8,
+                        color="#4b5563")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.15)
+        ax.legend(frameon=False, loc="lower right", ncols=2, bbox_to_anchor=(1, 1))
+        return _svg(fig, "bars", f"{labels[0]} and {labels[1]}")

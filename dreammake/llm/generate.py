@@ -54,9 +54,7 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
     if ctx.state is None:
         raise DreamError(f"rule {ctx.job.rule.name!r}: prompt rules need the project state")
     samples = samples if samples is not None else [0] * len(turns)
-    model_hash = model.cache_identity_hash()
-    key = KeyMaker(model_hash, params, system).key
-    keys = [key(t, s, i) for t, s, i in zip(turns, seeds, samples)]
+    model_hash, keys = request_keys(model, turns, params, seeds, system, samples)
     cache = RowCache(ctx.state.cache_db, spool_path(str(ctx.state.dir), ctx.job.rule.name, ctx.job.name))
     try:
         found = cache.lookup(keys)
@@ -83,6 +81,14 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
         if text_list[i] is None:
             text_list[i], finish_list[i] = fresh[k]
     return pa.table({"text": pa.array(text_list, pa.string()), "finish_reason": pa.array(finish_list, pa.string())})
+
+
+def request_keys(model: LLM, turns: Sequence[Turn], params: dict[str, Any], seeds: Sequence[int | None],
+                 system: str | None, samples: Sequence[int]) -> tuple[str, list[str]]:
+    """The model's cache identity hash and the row-cache key of every turn."""
+    model_hash = model.cache_identity_hash()
+    key = KeyMaker(model_hash, params, system).key
+    return model_hash, [key(t, s, i) for t, s, i in zip(turns, seeds, samples)]
 
 
 def spool_path(state_dir: str, rule: str, job_name: str) -> str:
