@@ -79,3 +79,15 @@ def test_api_key_reaches_the_server_and_nowhere_else(project, fault_server, monk
     project.run("status", "--json")
     hits = [h for h in _grep(project.root, SECRET) if not h.endswith("Dreamfile")]
     assert hits == [] and SECRET not in out
+
+
+def test_secret_names_are_credentials_not_counts():
+    from dreammake.cards.secrets import scrub_command
+    from dreammake.llm.handle import is_secret
+
+    for name in ("api_key", "OPENAI_API_KEY", "HF_TOKEN", "token", "aws_secret_access_key", "password", "apikey"):
+        assert is_secret(name), name
+    for name in ("max_tokens", "tokenizer", "keyword", "top_k", "monkey"):
+        assert not is_secret(name), name
+    line = scrub_command("dreammake all --config max_tokens=60 --config api_key=sk-abcdefghijkl")
+    assert "max_tokens=60" in line and "sk-abcdefghijkl" not in line

@@ -16,7 +16,10 @@ from dreammake.fingerprint import hash_data
 
 GENERATION_KEYS = frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop", "presence_penalty",
                              "frequency_penalty", "repetition_penalty", "response_format", "logit_bias"})
-_SECRET = re.compile(r"(key|token|secret|password|authorization)", re.IGNORECASE)
+# a word of the name (split at _ or -) is one of these: api_key, HF_TOKEN, aws_secret_access_key — not
+# max_tokens, tokenizer or keyword
+_SECRET = re.compile(r"(?:^|[_-])(?:api[_-]?)?(?:key|token|secret|password|passwd|authorization|auth)(?:$|[_-])",
+                     re.IGNORECASE)
 # backend options that change outputs (enter the identity); others (concurrency, rpm...) only change speed
 _IDENTITY_OPTIONS = frozenset({"api_base", "system_prompt", "dtype", "quantization", "adapter", "revision",
                                "chat_template"})
