@@ -300,11 +300,12 @@ def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) ->
 
 
 def _register() -> None:
-    """Attach the commands that live in their own modules (cards and publishing; state and cache)."""
+    """Attach the commands that live in their own modules (cards and publishing; state and cache; Hub downloads)."""
     from dreammake.cli_cards import COMMANDS
+    from dreammake.cli_fetch import fetch_cmd
     from dreammake.cli_state import cache_group, state_group
 
-    for command in (*COMMANDS, state_group, cache_group):
+    for command in (*COMMANDS, state_group, cache_group, fetch_cmd):
         main.add_command(command)
 
 

@@ -193,8 +193,10 @@ def describe_llm(handle: Any, graph: Graph) -> dict[str, Any]:
     if identity is None and hasattr(handle.spec, "identity"):
         identity = handle.spec.identity()
     identity = identity or {}
-    revision = handle.options.get("revision") or identity.get("revision")
     name = handle.name
+    from dreammake.hub import pinned_model_commit
+
+    revision = handle.options.get("revision") or identity.get("revision") or pinned_model_commit(name)
     info = model_info(name, identity.get("backend"), revision)
     if info["source"] == "unknown" and isinstance(identity.get("model"), str) and identity["model"] != name:
         info = {**model_info(identity["model"], identity.get("backend"), revision), "name": name}

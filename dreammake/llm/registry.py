@@ -1,7 +1,7 @@
 """Pick a backend for a model spec.
 
-* ``smollm2-135m-instruct`` (aliases), ``hf:ORG/NAME``, a local model folder or ``.gguf`` file
-  -> TransformersBackend
+* ``smollm2-135m-instruct`` (aliases), ``hf:ORG/NAME``, a bare ``ORG/NAME`` whose ORG is no litellm provider
+  (a Hub model, downloaded when online), a local model folder or ``.gguf`` file -> TransformersBackend
 * ``vllm:...`` -> dreammake.llm.vllm_backend.VLLMBackend (imported lazily)
 * ``openai/NAME``, ``PROVIDER/NAME`` for an OpenAI-compatible provider (groq, together_ai,
   deepseek, ...), a bare name litellm lists under the openai provider (``gpt-4o-mini``), or any
