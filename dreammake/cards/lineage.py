@@ -122,7 +122,8 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
     params = params_of(job)
     datasets = [_source(p, hashes) for p in job.input_paths if p in graph.sources]
     if kind == HF_SOURCE_KIND and isinstance(params.get("name"), str):
-        datasets.append({**dataset_info(params["name"], params.get("revision")), "config": params.get("config"),
+        revision = params.get("commit") or params.get("revision")  # a Hub dataset's pinned commit
+        datasets.append({**dataset_info(params["name"], revision), "config": params.get("config"),
                          "split": params.get("split")})
     rows = [r.get("rows") for r in records if r.get("rows") is not None]
     built = first.get("built_at")
