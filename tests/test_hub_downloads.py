@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,23 @@ def test_a_gated_repo_needs_the_token_which_is_never_written(tmp_path, hub):
 ])
 def test_a_bare_org_name_is_the_hub_unless_its_org_is_a_litellm_provider(spec, kind):
     assert backend_kind(spec) == kind
+
+
+def test_the_online_example_runs_against_the_hub(tmp_path, hub, tiny_lm):
+    """examples/online_quickstart as an online user runs it: Hub names only, everything downloaded on first use."""
+    example = Path(__file__).parent.parent / "examples" / "online_quickstart"
+    (tmp_path / "examples" / "online_quickstart").mkdir(parents=True)
+    shutil.copy(example / "Dreamfile", tmp_path / "examples" / "online_quickstart" / "Dreamfile")
+    model_sha = hub.push("model", "acme/tiny", tiny_lm)
+    data_sha = hub.push("dataset", "acme/squadish", {
+        "data/validation-00000-of-00001.parquet": parquet([{"question": f"q{i}?", "id": i} for i in range(30)]),
+        "data/train-00000-of-00001.parquet": parquet([{"question": "train?", "id": -1}])})
+    p = Online(tmp_path, hub)
+    args = ("-f", "examples/online_quickstart/Dreamfile", "--config", "model=acme/tiny",
+            "--config", "dataset=acme/squadish")
+    out = p.run(*args)
+    assert f"downloading model acme/tiny@{model_sha[:12]}" in out
+    assert f"downloading dataset acme/squadish@{data_sha[:12]}" in out
+    rows = pq.read_table(tmp_path / "examples/online_quickstart/targets/answers.parquet").to_pylist()
+    assert [r["id"] for r in rows] == list(range(20)) and all(isinstance(r["answer"], str) for r in rows)
+    assert "0 job(s) to run" in p.run("-n", *args, offline=True)
