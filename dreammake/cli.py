@@ -224,6 +224,9 @@ def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
         rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
         why = f" ({row['detail']})" if row["detail"] else ""
         click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
+        for key, what in (("served_models", "served models"), ("system_fingerprints", "system fingerprints")):
+            if len(row.get(key) or ()) > 1:
+                click.echo(f"warning: {row['target']}'s rows came from {len(row[key])} {what}: {', '.join(row[key])}")
 
 
 @main.command("graph")

@@ -102,7 +102,8 @@ class FaultServer:
 
     The last user message selects behaviour: ``429x2 ...`` fails the first 2 attempts with 429,
     ``500x1 ...`` the first with 500, ``500xinf`` always, ``401`` always answers 401 (echoing the
-    bearer token, as some real APIs partially do), ``400`` answers 400.
+    bearer token, as some real APIs partially do), ``400`` answers 400. Answers name `served_model` (default: the
+    model asked for) and carry `system_fingerprint` when set.
     """
 
     def __init__(self, latency: float = 0.02):
@@ -111,6 +112,8 @@ class FaultServer:
         self.answered: Counter[str] = Counter()
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []  # the Authorization header of every request
+        self.served_model: str | None = None
+        self.system_fingerprint: str | None = None
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -147,7 +150,8 @@ class FaultServer:
                 return web.json_response({"error": {"message": "bad max_tokens"}}, status=400)
             self.answered[key] += 1
             return web.json_response({
-                "id": "x", "object": "chat.completion", "model": body["model"],
+                "id": "x", "object": "chat.completion", "model": self.served_model or body["model"],
+                **({"system_fingerprint": self.system_fingerprint} if self.system_fingerprint else {}),
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": f"echo: {key}"}}],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dreammake.cards.registry import dataset_info, folder_info, local_dataset_info, model_info
 from dreammake.cards.secrets import scrub
+from dreammake.llm.generate import SERVED_STATS
 
 if TYPE_CHECKING:
     from dreammake.graph import Graph, Job
@@ -133,7 +134,7 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
         built_at=built.isoformat(timespec="seconds") + "Z" if built is not None else None,
         duration_s=first.get("duration_s"), fingerprint=first.get("fingerprint"), params=params,
         models=models_of(action, params, graph), datasets=datasets, rows=sum(rows) if rows else None,
-        llm={k: stats[k] for k in LLM_STATS if k in stats},
+        llm={k: stats[k] for k in (*LLM_STATS, *SERVED_STATS) if k in stats},  # SERVED: what the API said answered
         training={k[6:]: v for k, v in stats.items() if k.startswith("train_")},
     )
 

@@ -171,4 +171,6 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             completion_tokens=ct,
             cost_usd=token_cost(self.provider or "openai", self.name, pt, ct) if self._price else 0.0,
             latency_s=loop.time() - t0,
+            served_model=data.get("model"),
+            system_fingerprint=data.get("system_fingerprint"),
         )
