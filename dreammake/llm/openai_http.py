@@ -133,14 +133,13 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         return scrub(f"{self.model}: HTTP {status} from {public_url(self.api_base)}: {msg}",
                      [self._key])
 
-    async def _call(self, req: Request) -> Response:
+    async def _post(self, url: str, body: dict[str, Any]) -> tuple[str, int]:
+        """POST a JSON body; the response text and status (429/5xx/timeouts raise Retryable, other errors LLMError)."""
         import aiohttp
 
         session = await self._ensure_session()
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         try:
-            async with session.post(self.url, data=json.dumps(self.payload(req))) as resp:
+            async with session.post(url, data=json.dumps(body)) as resp:
                 text = await resp.text()
                 status = resp.status
                 if status != 200:
@@ -154,13 +153,22 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         except aiohttp.ClientError as exc:
             raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {self.endpoint()}: {exc}",
                                   [self._key])) from None
+        return text, status
+
+    def malformed(self, text: str, status: int) -> Retryable:
+        """The error for a response body that is not what the API promises."""
+        return Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}", status=status)
+
+    async def _call(self, req: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        text, status = await self._post(self.url, self.payload(req))
         try:
             data = json.loads(text)
             choice = data["choices"][0]
             content = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}",
-                            status=status) from None
+            raise self.malformed(text, status) from None
         usage = data.get("usage") or {}
         pt = int(usage.get("prompt_tokens") or 0)
         ct = int(usage.get("completion_tokens") or 0)

@@ -20,6 +20,8 @@ _KINDS: dict[str, str] = {
                      "data_from_attributed_prompt"], "prompts"),
     **dict.fromkeys(["filter_with_prompt", "rank_with_prompt", "judge_pairs", "judge_generation_pairs"], "judges"),
     **dict.fromkeys(["embed", "rag_prompt", "few_shot_prompt_with_retrieval"], "retrieval"),
+    **dict.fromkeys(["retrieve", "cosine_similarity"], "retrieval"),
+    "run_task_model": "task_model",
     **dict.fromkeys(["train_sft", "train_dpo", "train_reward", "train_grpo", "train_classifier", "train_embedding"],
                     "trainers"),
 }
