@@ -125,9 +125,14 @@ class LLM:
 
 
 def _adapter_options(folder: str) -> dict[str, Any]:
-    """A LoRA checkpoint folder → its base model and the adapter; a full checkpoint → nothing extra."""
+    """A LoRA checkpoint folder → its base model and the adapter; a model fine-tuned through an API
+    (`rules.train_openai_finetune`) → that API model; a full checkpoint → nothing extra."""
+    from dreammake.rules.finetune_api import api_model_of
     from dreammake.targets import CheckpointFolder
 
+    api = api_model_of(folder)
+    if api is not None:
+        return {"base": api["model"], **({"api_base": api["api_base"]} if api["api_base"] else {})}
     checkpoint = CheckpointFolder(folder)
     if not checkpoint.is_adapter():
         return {}

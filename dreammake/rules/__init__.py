@@ -22,6 +22,7 @@ _KINDS: dict[str, str] = {
     **dict.fromkeys(["embed", "rag_prompt", "few_shot_prompt_with_retrieval"], "retrieval"),
     **dict.fromkeys(["retrieve", "cosine_similarity"], "retrieval"),
     "run_task_model": "task_model",
+    "train_openai_finetune": "finetune_api",
     **dict.fromkeys(["train_sft", "train_dpo", "train_reward", "train_grpo", "train_classifier", "train_embedding"],
                     "trainers"),
 }
