@@ -71,3 +71,48 @@ def test_a_killed_run_reattaches_to_its_fine_tuning_job(project, jobs):
     assert "reattached to fine-tuning job ftjob-1" in out and "created" not in out
     assert len(jobs.jobs) == 1 and len(jobs.files) == 1  # no second upload, no second job
     assert project.read("t/answers.parquet")[1]["answer"].startswith("ft:gpt-4o-mini-2024-07-18:acme::ftjob-1")
+
+
+BATCH = """
+api = llm("openai/gpt-4o-mini", api_base={base!r}, batch=True, batch_poll_s=0.05)
+rule("qs", output="t/qs.parquet", run=rules.rows({{"q": {questions!r}}}))
+rule("answers", input="t/qs.parquet", output="t/answers.parquet", run=rules.prompt(llm=api, input_column="q",
+     output_column="a"))
+"""
+
+
+def test_batch_generation_sends_the_misses_as_one_batch(project, jobs):
+    project.dreamfile(BATCH.format(base=jobs.api_base, questions=["one", "two", "three"]))
+    out = project.run()
+    assert "batch batch-1 created for 3 request(s)" in out and "batch-1: completed (3/3 requests)" in out
+    assert [r["a"] for r in project.read("t/answers.parquet")] == [f"gpt-4o-mini says: {q}" for q in
+                                                                   ("one", "two", "three")]
+    assert jobs.chats == []  # nothing went through the synchronous endpoint
+    project.dreamfile(BATCH.format(base=jobs.api_base, questions=["one", "two", "three", "four"]))
+    project.run()
+    assert len(jobs.batches) == 2 and jobs.batches["batch-2"]["request_counts"]["total"] == 1  # only the miss
+    assert not list((project.root / ".dreammake" / "batches").iterdir())
+
+
+def test_a_killed_run_reattaches_to_its_batch(project, jobs):
+    project.dreamfile(BATCH.format(base=jobs.api_base, questions=["one", "two"]))
+    jobs.hold.set()
+    proc = project.spawn()
+    wait_for(lambda: any(b["status"] == "finalizing" for b in jobs.batches.values()))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    jobs.hold.clear()
+    out = project.run()
+    assert "reattached to batch batch-1" in out
+    assert len(jobs.batches) == 1 and len(jobs.files) == 2  # one input file, one output file: nothing sent twice
+    assert [r["a"] for r in project.read("t/answers.parquet")] == ["gpt-4o-mini says: one", "gpt-4o-mini says: two"]
+
+
+def test_batch_answers_cost_the_batch_price():
+    from dreammake.llm.openai_http import OpenAIHTTPBackend
+
+    backend = OpenAIHTTPBackend("openai/gpt-4o-mini")  # priced: not a local server
+    data = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 1000}}
+    now, batch = backend.response_of(data, 0.0).cost_usd, backend.response_of(data, 0.0, batch=True).cost_usd
+    assert now > 0 and batch == pytest.approx(now / 2)
