@@ -81,8 +81,8 @@ class Online:
         return out
 
     def api_calls(self) -> int:
-        """Requests about repos (info, trees) so far."""
-        return sum(1 for _m, path, _a in self.hub.requests if path.startswith(("/api/models/", "/api/datasets/")))
+        """Requests about repos (info, trees, files) so far."""
+        return sum(1 for _m, path, _a in self.hub.requests if path != "/api/agent-harnesses")
 
 
 def card_revision(p: Online, target: str, what: str) -> str:
