@@ -77,6 +77,13 @@ class JobContext:
         return self.progress(f"{self.job.name}: {description}", total)
 
 
+def work_path(root: str, job: Job) -> str:
+    """Where a job's persistent scratch folder lives: `.dreammake/work/<rule>-<hash of the job name>/`."""
+    from dreammake.state import STATE_DIR
+
+    return os.path.join(root, STATE_DIR, "work", f"{job.rule.name}-{digest(job.name)[:12]}")
+
+
 def open_work_dir(folder: str, fingerprint: str) -> None:
     """Make `folder` the scratch space of a job with `fingerprint`: kept if it was, else emptied."""
     marker = os.path.join(folder, "FINGERPRINT")

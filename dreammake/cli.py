@@ -234,6 +234,9 @@ def status(targets: tuple[str, ...], as_json: bool, **common: Any) -> None:
         rows_txt = f"{row['rows']:,} rows" if row["rows"] is not None else ""
         why = f" ({row['detail']})" if row["detail"] else ""
         click.echo(f"{row['state']:<11} {row['target']}  [{row['rule']}] {rows_txt}{why}")
+        for key, what in (("served_models", "served models"), ("system_fingerprints", "system fingerprints")):
+            if len(row.get(key) or ()) > 1:
+                click.echo(f"warning: {row['target']}'s rows came from {len(row[key])} {what}: {', '.join(row[key])}")
 
 
 @main.command("graph")
@@ -336,11 +339,12 @@ def makefile_cmd(targets: tuple[str, ...], output: str | None, **common: Any) ->
 
 
 def _register() -> None:
-    """Attach the commands that live in their own modules (cards and publishing; state and cache)."""
+    """Attach the commands that live in their own modules (cards and publishing; state and cache; Hub downloads)."""
     from dreammake.cli_cards import COMMANDS
+    from dreammake.cli_fetch import fetch_cmd
     from dreammake.cli_state import cache_group, state_group
 
-    for command in (*COMMANDS, state_group, cache_group):
+    for command in (*COMMANDS, state_group, cache_group, fetch_cmd):
         main.add_command(command)
 
 

@@ -24,3 +24,9 @@ class DreamError(Exception):
 
 class JobFailed(DreamError):
     """A job's action raised; carries the rule name and the underlying error."""
+
+
+def first_line(exc: BaseException) -> str:
+    """`TypeName: first line of the message`: a library's exception as one line of ours."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -67,11 +67,10 @@ def prompt_job(workflow: Workflow, target: str) -> Job:
 
 def job_context(job: Job, state: State, root: str, console: Console | None = None) -> JobContext:
     """A context for running a prompt step outside a build: no outputs, the project's row cache."""
-    from dreammake.actions import JobContext
-    from dreammake.runner import ActionRunner
+    from dreammake.actions import JobContext, work_path
 
     log = (lambda text: console.line("info", text)) if console else (lambda text: None)
-    return JobContext(job, {}, ActionRunner(root).work_path(job), threading.Event(), "", state=state, log=log,
+    return JobContext(job, {}, work_path(root, job), threading.Event(), "", state=state, log=log,
                       progress=console.task if console else None)
 
 

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from dreammake.actions import JobContext, function_arguments, is_action
+from dreammake.actions import JobContext, function_arguments, is_action, work_path
 from dreammake.adopt import write_marker
 from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError, JobFailed
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
-from dreammake.state import STATE_DIR, State, TargetRecord, stat_signature
+from dreammake.state import State, TargetRecord, stat_signature
 from dreammake.tables import to_table, write_table
 from dreammake.targets import TEMP_MARK, is_table_path, remove_path, target_for, temp_path
 
@@ -85,9 +85,7 @@ class ActionRunner:
 
     def work_path(self, job: Job) -> str:
         """Where the job's persistent scratch folder lives (`JobContext.work_dir` creates it on first use)."""
-        from dreammake.fingerprint import digest
-
-        return os.path.join(self.root, STATE_DIR, "work", f"{job.rule.name}-{digest(job.name)[:12]}")
+        return work_path(self.root, job)
 
     def prepare(self, job: Job) -> dict[str, str]:
         """Fresh temp paths for the job's outputs (folders created), by output key."""

@@ -7,7 +7,8 @@ Layout of a checkpoint folder (written by trainers, read by `llm(target(...))`, 
 
     models/tweet-model/
       config.json, model.safetensors …   a full model, or
-      adapter_config.json, adapter_model.safetensors   a LoRA adapter over its base
+      adapter_config.json, adapter_model.safetensors   a LoRA adapter over its base, or
+      dreammake-api-model.json           a model fine-tuned through an API (`train_openai_finetune`)
       dreammake-base.txt                 an adapter's base model spec as the Dreamfile gave it
       README.md, dreammake-card.json     the cards
       dreammake-target.json              the fingerprint that built it (adoption after a kill)
@@ -40,6 +41,7 @@ TARGET_MARKER = "dreammake-target.json"  # in a folder target: the build it came
 CARD_FILES = (CARD_MD, CARD_JSON, TARGET_MARKER)  # files dreammake adds to a folder target: not its content
 BASE_MARKER = "dreammake-base.txt"  # an adapter checkpoint's base model spec, as given in the Dreamfile
 ADAPTER_CONFIG = "adapter_config.json"
+API_MODEL_FILE = "dreammake-api-model.json"  # a fine-tuning API target: the fine-tuned model's id and API base
 TRAINING_LOGS = frozenset({"training_args.json", "metrics.parquet", "train.log"})  # timings, paths: not the model
 TRAINING_RECORDS = TRAINING_LOGS | {BASE_MARKER}  # kept out of published weights
 NOT_CONTENT = frozenset(CARD_FILES) | TRAINING_LOGS  # at a checkpoint's top: outside its content hash
@@ -139,6 +141,16 @@ class CheckpointFolder(Target):
     def is_adapter(self) -> bool:
         """Whether the checkpoint is a LoRA adapter (over the base named in `dreammake-base.txt`)."""
         return os.path.exists(os.path.join(self.path, ADAPTER_CONFIG))
+
+    def api_model(self) -> dict[str, Any] | None:
+        """The API model a fine-tuning API target names (`dreammake-api-model.json`: {"model", "api_base"}), or
+        None for a checkpoint of weights."""
+        try:
+            with open(os.path.join(self.path, API_MODEL_FILE)) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return {"model": data["model"], "api_base": data.get("api_base")}
 
     def adapter_base(self) -> str | None:
         """An adapter's base model: the spec the Dreamfile gave (`dreammake-base.txt`), else PEFT's config."""

@@ -97,12 +97,25 @@ def transformers_server(smol_checkpoint):
         log.close()
 
 
+def trigram_vector(text: str, dims: int = 64) -> list[float]:
+    """Counts of the text's character trigrams hashed into `dims` buckets (a stand-in embedding)."""
+    import zlib
+
+    vector = [0.0] * dims
+    padded = f"  {text.lower()} "
+    for i in range(len(padded) - 2):
+        vector[zlib.crc32(padded[i:i + 3].encode()) % dims] += 1.0
+    return vector
+
+
 class FaultServer:
     """An OpenAI-compatible aiohttp server on its own thread with added latency.
 
     The last user message selects behaviour: ``429x2 ...`` fails the first 2 attempts with 429,
     ``500x1 ...`` the first with 500, ``500xinf`` always, ``401`` always answers 401 (echoing the
-    bearer token, as some real APIs partially do), ``400`` answers 400.
+    bearer token, as some real APIs partially do), ``400`` answers 400. Answers name `served_model` (default: the
+    model asked for) and carry `system_fingerprint` when set. `/v1/embeddings` answers with character-trigram
+    count vectors (similar texts are near), recording every text it embeds in `embedded`.
     """
 
     def __init__(self, latency: float = 0.02):
@@ -111,6 +124,9 @@ class FaultServer:
         self.answered: Counter[str] = Counter()
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []  # the Authorization header of every request
+        self.served_model: str | None = None
+        self.embedded: list[str] = []
+        self.system_fingerprint: str | None = None
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -147,15 +163,25 @@ class FaultServer:
                 return web.json_response({"error": {"message": "bad max_tokens"}}, status=400)
             self.answered[key] += 1
             return web.json_response({
-                "id": "x", "object": "chat.completion", "model": body["model"],
+                "id": "x", "object": "chat.completion", "model": self.served_model or body["model"],
+                **({"system_fingerprint": self.system_fingerprint} if self.system_fingerprint else {}),
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": f"echo: {key}"}}],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
             })
 
+        async def embeddings(request: web.Request) -> web.Response:
+            body = await request.json()
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            self.embedded += texts
+            return web.json_response({"object": "list", "model": body["model"], "usage": {"prompt_tokens": len(texts)},
+                                      "data": [{"object": "embedding", "index": i, "embedding": trigram_vector(t)}
+                                               for i, t in reversed(list(enumerate(texts)))]})
+
         asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_post("/v1/embeddings", embeddings)
         self.runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(self.runner.setup())
         self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())

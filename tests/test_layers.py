@@ -5,7 +5,8 @@ never a sibling group of its own layer (`run` and `cards` describe and execute j
 
     cli       the command line (click) and the executable's entry
     project   the phases of a run strung together
-    run|cards executing jobs (runner, executors, Slurm, make) | describing them (cards, reports, drawing, show)
+    run|cards executing jobs (runner, executors, Slurm, make) | describing them (cards, reports, drawing, show,
+              preview: a prompt rule's first rows with their messages)
     kinds     the built-in rule kinds (`dreammake.rules.*`; the package itself is the kinds seam, in core)
     core      the engine: the Dreamfile language, actions, graph, planner, state
     llm       model handles, backends, the row cache: they know nothing of the engine that runs them
@@ -31,10 +32,10 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (  # top first; each layer: gro
     {"cli": ("__main__", "entry", "cli", "cli_*")},
     {"project": ("project",)},
     {"run": ("runner", "executor", "executors", "slurm", "worker", "makeint"),
-     "cards": ("cards", "cards.*", "publish", "report", "drawing", "show")},
+     "cards": ("cards", "cards.*", "publish", "report", "drawing", "show", "preview")},
     {"kinds": ("rules.*",)},
     {"core": ("actions", "adopt", "confine", "dsl", "filehash", "graph", "planner", "state", "rules")},
-    {"llm": ("llm", "llm.*")},
+    {"llm": ("llm", "llm.*", "hub")},
     {"leaf": ("errors", "suggest", "refs", "gpus", "paths", "fingerprint", "console", "content", "targets",
               "tables", "dbfiles", "plugins", "templates", "uptodate")},
 )

@@ -197,8 +197,9 @@ def test_hf_dataset_hub_name_not_cached_offline(project, tmp_path, monkeypatch):
     out = project.run(code=2)
     lines = [line for line in out.splitlines() if "not-cached" in line]
     assert len(lines) == 1
-    assert lines[0].startswith("error: Dreamfile:2: rule 'sq': Hugging Face dataset 'someone/not-cached' is not "
-                               "available offline: it is not in the local cache and the network is not used")
+    assert lines[0].startswith("error: Dreamfile:2: rule 'sq': dataset someone/not-cached is not in the local "
+                               "Hugging Face cache and downloads are off (HF_HUB_OFFLINE) — run `dreammake fetch "
+                               "hf:datasets/someone/not-cached` while online")
 
 
 def fake_hub_cache(root: Path, tmp: Path, commit: str) -> None:
@@ -238,7 +239,7 @@ rule("other", output="t/other.parquet", run=sources.hf_dataset("me/TinyQA", revi
     assert project.read("t/pinned.parquet") == [{"q": "x", "a": 1}, {"q": "y", "a": 2}]
     assert project.plan("t/test.parquet") == {}
     out = project.run("t/other.parquet", code=2)
-    assert "rule 'other': Hugging Face dataset 'me/TinyQA' at revision 'feedbeef' is not available offline" in out
+    assert "rule 'other': dataset me/TinyQA@feedbeef is not in the local Hugging Face cache" in out
     # a newer commit lands in the cache: the rule's identity changes, so it reruns
     newer = cache / "me___tiny_qa" / "default" / "0.0.0" / "fedcba9876543210fedcba9876543210fedcba98"
     shutil.copytree(cache / "me___tiny_qa" / "default" / "0.0.0" / "0123456789abcdef0123456789abcdef01234567", newer)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dreammake.actions import is_action
 from dreammake.cards.registry import dataset_info, folder_info, local_dataset_info, model_info
 from dreammake.cards.secrets import scrub
+from dreammake.llm.generate import SERVED_STATS
 
 if TYPE_CHECKING:
     from dreammake.graph import Graph, Job
@@ -122,7 +123,8 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
     params = params_of(job)
     datasets = [_source(p, hashes) for p in job.input_paths if p in graph.sources]
     if kind == HF_SOURCE_KIND and isinstance(params.get("name"), str):
-        datasets.append({**dataset_info(params["name"], params.get("revision")), "config": params.get("config"),
+        revision = params.get("commit") or params.get("revision")  # a Hub dataset's pinned commit
+        datasets.append({**dataset_info(params["name"], revision), "config": params.get("config"),
                          "split": params.get("split")})
     rows = [r.get("rows") for r in records if r.get("rows") is not None]
     built = first.get("built_at")
@@ -132,7 +134,7 @@ def describe(job: Job, graph: Graph, details: dict[str, dict[str, Any]],
         built_at=built.isoformat(timespec="seconds") + "Z" if built is not None else None,
         duration_s=first.get("duration_s"), fingerprint=first.get("fingerprint"), params=params,
         models=models_of(action, graph), datasets=datasets, rows=sum(rows) if rows else None,
-        llm={k: stats[k] for k in LLM_STATS if k in stats},
+        llm={k: stats[k] for k in (*LLM_STATS, *SERVED_STATS) if k in stats},  # SERVED: what the API said answered
         training={k[6:]: v for k, v in stats.items() if k.startswith("train_")},
     )
 
@@ -185,9 +187,14 @@ def describe_llm(handle: Any, graph: Graph) -> dict[str, Any]:
     """Card facts for an `llm(...)` handle, from its spec and (if already computed) its identity."""
     if handle.target is not None:
         return target_model(handle.target, graph)
-    identity = handle.known_identity() or {}  # never computed here: that may load weights
-    revision = handle.options.get("revision") or identity.get("revision")
+    identity = handle.known_identity()  # never computed here: that may load weights
+    if identity is None and hasattr(handle.spec, "identity"):  # a Backend object knows its identity cheaply
+        identity = handle.spec.identity()
+    identity = identity or {}
     name = handle.name
+    from dreammake.hub import pinned_model_commit
+
+    revision = handle.options.get("revision") or identity.get("revision") or pinned_model_commit(name)
     info = model_info(name, identity.get("backend"), revision)
     if info["source"] == "unknown" and isinstance(identity.get("model"), str) and identity["model"] != name:
         info = {**model_info(identity["model"], identity.get("backend"), revision), "name": name}

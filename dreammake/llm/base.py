@@ -27,6 +27,8 @@ class Response:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    served_model: str | None = None  # the model the API says answered (its `model` field), when it says
+    system_fingerprint: str | None = None  # the API's backend configuration id, when it sends one
 
 
 class LLMError(Exception):

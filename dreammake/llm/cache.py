@@ -33,8 +33,12 @@ CREATE TABLE IF NOT EXISTS llm_cache (
     key VARCHAR PRIMARY KEY, model VARCHAR, text VARCHAR, finish_reason VARCHAR,
     prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd DOUBLE, latency_s DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp);
+ALTER TABLE llm_cache ADD COLUMN IF NOT EXISTS served_model VARCHAR;
+ALTER TABLE llm_cache ADD COLUMN IF NOT EXISTS system_fingerprint VARCHAR;
 CREATE TABLE IF NOT EXISTS spool_offsets (file VARCHAR PRIMARY KEY, "offset" BIGINT);
 """
+# served_model / system_fingerprint: what an API said served each answer (null before they were kept, and for
+# local backends); added to older files by ALTER, so every file has them in this order.
 COLUMNS = spool.FIELDS  # the llm_cache columns a spool record fills (created_at is the ingestion time)
 COMMIT_EVERY_S = 5.0  # the spool already keeps every row; commits only bound what the next start ingests
 _INGEST = threading.Lock()  # one ingestion at a time: concurrent INSERTs of the same keys would conflict
@@ -43,8 +47,14 @@ _INGEST = threading.Lock()  # one ingestion at a time: concurrent INSERTs of the
 def _arrow_types() -> list[tuple[str, Any]]:
     import pyarrow as pa
 
-    kinds = [pa.string()] * 4 + [pa.int32()] * 2 + [pa.float64()] * 2
+    kinds = [pa.string()] * 4 + [pa.int32()] * 2 + [pa.float64()] * 2 + [pa.string()] * 2
     return list(zip(COLUMNS, kinds))
+
+
+def _columns_of(db: Any, table: str) -> list[str]:
+    """The COLUMNS a cache table has (an older file or state database lacks the provenance columns)."""
+    present = {row[0] for row in db.execute(f"DESCRIBE {table}").fetchall()}
+    return [c for c in COLUMNS if c in present]
 
 
 def _to_arrow(relation: Any) -> Any:
@@ -76,10 +86,11 @@ def open_cache(state_dir: Path, legacy: Any = None) -> Any:
 
 def _migrate(db: Any, legacy: Any) -> None:
     """Copy the rows of the state database's `llm_cache` table (older layout) here, then drop it there."""
-    table = _to_arrow(legacy.sql(f"SELECT {', '.join(COLUMNS)}, created_at FROM llm_cache"))
+    names = ", ".join(_columns_of(legacy, "llm_cache"))
+    table = _to_arrow(legacy.sql(f"SELECT {names}, created_at FROM llm_cache"))
     db.register("legacy_rows", table)
     try:
-        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at) SELECT * FROM legacy_rows")
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({names}, created_at) SELECT * FROM legacy_rows")
     finally:
         db.unregister("legacy_rows")
     legacy.execute("DROP TABLE llm_cache")
@@ -157,8 +168,9 @@ def _salvage(db: Any, old: str) -> int:
             return 0
         raise
     try:
-        db.execute(f"INSERT OR IGNORE INTO llm_cache ({', '.join(COLUMNS)}, created_at)"
-                   f" SELECT {', '.join(COLUMNS)}, created_at FROM old.llm_cache")
+        names = ", ".join(_columns_of(db, "old.llm_cache"))
+        db.execute(f"INSERT OR IGNORE INTO llm_cache ({names}, created_at)"
+                   f" SELECT {names}, created_at FROM old.llm_cache")
     except Exception as exc:
         if not is_damage(exc) and type(exc).__name__ != "CatalogException":
             raise
@@ -203,18 +215,20 @@ class RowCache:
         self._guard(lambda: ingest(self.db, spool_path))  # rows an earlier process spooled but never committed
 
     def lookup(self, keys: Sequence[str]) -> Any:
-        """The cached text of every key, in order, as an Arrow table (text, finish_reason); nulls are misses.
+        """The cached text of every key, in order, as an Arrow table (text, finish_reason, served_model,
+        system_fingerprint); nulls in text are misses.
 
         Keys go in as one list parameter: registering an Arrow table would make DuckDB import
         pandas (~0.6 s) on first use."""
-        query = ("SELECT c.text, c.finish_reason FROM (SELECT unnest($keys) AS key, generate_subscripts($keys, 1)"
-                 " AS i) w LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i")
+        query = ("SELECT c.text, c.finish_reason, c.served_model, c.system_fingerprint FROM (SELECT unnest($keys) AS"
+                 " key, generate_subscripts($keys, 1) AS i) w LEFT JOIN llm_cache c ON c.key = w.key ORDER BY w.i")
         return self._guard(lambda: _to_arrow(self.db.sql(query, params={"keys": list(keys)})))
 
     def add(self, key: str, model: str, response: Any) -> None:
         """Append one result to the spool at once; it enters the cache with the next commit."""
         row = (key, model, response.text, response.finish_reason, response.prompt_tokens,
-               response.completion_tokens, response.cost_usd, response.latency_s)
+               response.completion_tokens, response.cost_usd, response.latency_s, response.served_model,
+               response.system_fingerprint)
         with self._lock:
             self._spool.append(dict(zip(COLUMNS, row)))
             self._pending.append(row)
@@ -287,7 +301,7 @@ def export(db: Any, path: str) -> int:
 def import_rows(db: Any, path: str) -> int:
     """Merge a cache exported with `export` (existing keys are kept); returns the rows added."""
     before = db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0]
-    db.execute(f"INSERT OR IGNORE INTO llm_cache SELECT * FROM read_parquet('{_quote(path)}')")
+    db.execute(f"INSERT OR IGNORE INTO llm_cache BY NAME SELECT * FROM read_parquet('{_quote(path)}')")
     return int(db.execute("SELECT count(*) FROM llm_cache").fetchall()[0][0] - before)
 
 

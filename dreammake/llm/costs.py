@@ -51,9 +51,16 @@ def provider_of(name: str) -> str | None:
     return entry.get("litellm_provider") if entry else None
 
 
-def token_cost(provider: str | None, name: str, prompt_tokens: int, completion_tokens: int) -> float:
+def token_cost(provider: str | None, name: str, prompt_tokens: int, completion_tokens: int,
+               batch: bool = False) -> float:
+    """The price of a call; `batch`: at the provider's batch-API price (the table's `*_batches` prices, else half)."""
     entry = model_entry(provider, name)
     if not entry:
         return 0.0
-    return (prompt_tokens * float(entry.get("input_cost_per_token") or 0.0)
-            + completion_tokens * float(entry.get("output_cost_per_token") or 0.0))
+
+    def price(kind: str) -> float:
+        if batch and entry.get(f"{kind}_cost_per_token_batches") is not None:
+            return float(entry[f"{kind}_cost_per_token_batches"])
+        return float(entry.get(f"{kind}_cost_per_token") or 0.0) * (0.5 if batch else 1.0)
+
+    return prompt_tokens * price("input") + completion_tokens * price("output")

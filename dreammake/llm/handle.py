@@ -135,10 +135,14 @@ class LLM:
 
 
 def _adapter_options(folder: str) -> dict[str, Any]:
-    """A LoRA checkpoint folder → its base model and the adapter; a full checkpoint → nothing extra."""
+    """A LoRA checkpoint folder → its base model and the adapter; a model fine-tuned through an API
+    (`rules.train_openai_finetune`) → that API model; a full checkpoint → nothing extra."""
     from dreammake.targets import CheckpointFolder
 
     checkpoint = CheckpointFolder(folder)
+    api = checkpoint.api_model()
+    if api is not None:
+        return {"base": api["model"], **({"api_base": api["api_base"]} if api["api_base"] else {})}
     if not checkpoint.is_adapter():
         return {}
     return {"base": checkpoint.adapter_base(), "adapter": folder}

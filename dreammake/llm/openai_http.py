@@ -47,7 +47,8 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
     ``n`` in params is not sent (each sample is its own Request); ``seed`` is sent as the
     request's seed mixed with its sample index (see util.effective_seed). ``timeout`` is how long
     one request waits for its answer (raise it for slow local servers). ``api_base`` may be a list:
-    a pool of servers of one model (see `dreammake.llm.pool`).
+    a pool of servers of one model (see `dreammake.llm.pool`). ``batch=True`` sends a rule's misses as one
+    batch job instead (polled every ``batch_poll_s`` seconds; see `dreammake.llm.batch`).
     """
 
     backend_name = "openai_http"
@@ -56,7 +57,8 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                  api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
                  concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
                  max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5,
-                 backoff_max: float = 60.0, extra_headers: dict[str, str] | None = None):
+                 backoff_max: float = 60.0, extra_headers: dict[str, str] | None = None, batch: bool = False,
+                 batch_poll_s: float = 30.0):
         super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
                          max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
                          backoff_max=backoff_max)
@@ -73,7 +75,10 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         self._given_key = api_key  # a secret: never in identity(), errors, logs or the state
         self.system_prompt = system_prompt
         self.extra_headers = dict(extra_headers or {})
-        self.pool = ServerPool([b if b.endswith("/chat/completions") else b + "/chat/completions" for b in bases])
+        self.batch, self.batch_poll_s = batch, batch_poll_s  # the provider's batch API: half price, hours
+        if batch and len(bases) > 1:
+            raise LLMError(f"{model}: batch=True sends one batch job to one api_base, not to a pool of servers")
+        self.pool = ServerPool([b.removesuffix("/chat/completions") for b in bases])
         # a local server is free whatever its model name
         self._price = any((urlsplit(b).hostname or "") not in _LOCAL_HOSTS for b in bases)
         self._session = None
@@ -135,16 +140,16 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             msg = err.get("message", err) if isinstance(err, dict) else err
         return scrub(f"{self.model}: HTTP {status} from {self.endpoint()}: {msg}", [self._key])
 
-    async def _call(self, req: Request) -> Response:
+    async def _post(self, path: str, body: dict[str, Any]) -> tuple[str, int]:
+        """POST a JSON body to `path` (e.g. `chat/completions`) of a server of the pool; the response text and
+        status (429/5xx/timeouts raise Retryable, other errors LLMError; a failing server is set aside)."""
         import aiohttp
 
         session = await self._ensure_session()
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         server = self.pool.acquire()
         failed = True  # until an answer (or a client error that is not the server's fault) comes
         try:
-            async with session.post(server.url, data=json.dumps(self.payload(req))) as resp:
+            async with session.post(f"{server.url}/{path}", data=json.dumps(body)) as resp:
                 text = await resp.text()
                 status = resp.status
                 failed = status >= 500
@@ -161,21 +166,44 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                                   [self._key])) from None
         finally:
             self.pool.release(server, failed)
+        return text, status
+
+    def malformed(self, text: str, status: int) -> Retryable:
+        """The error for a response body that is not what the API promises."""
+        return Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}", status=status)
+
+    async def _call(self, req: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        text, status = await self._post("chat/completions", self.payload(req))
         try:
-            data = json.loads(text)
-            choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
+            return self.response_of(json.loads(text), loop.time() - t0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}",
-                            status=status) from None
+            raise self.malformed(text, status) from None
+
+    def response_of(self, data: dict[str, Any], latency_s: float, batch: bool = False) -> Response:
+        """A chat completion's JSON as a Response, priced (at the batch price for `batch`) unless the server is
+        local. Raises KeyError/IndexError/TypeError when it is not a chat completion."""
+        choice = data["choices"][0]
         usage = data.get("usage") or {}
         pt = int(usage.get("prompt_tokens") or 0)
         ct = int(usage.get("completion_tokens") or 0)
         return Response(
-            text=content,
+            text=choice["message"].get("content") or "",
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=pt,
             completion_tokens=ct,
-            cost_usd=token_cost(self.provider or "openai", self.name, pt, ct) if self._price else 0.0,
-            latency_s=loop.time() - t0,
+            cost_usd=token_cost(self.provider or "openai", self.name, pt, ct, batch) if self._price else 0.0,
+            latency_s=latency_s,
+            served_model=data.get("model"),
+            system_fingerprint=data.get("system_fingerprint"),
         )
+
+    def generate(self, requests: list[Request], on_result: Any, cancel: Any) -> None:
+        """Each request on its own call, or (`batch=True`) all of them as one batch job (`dreammake.llm.batch`)."""
+        if self.batch:
+            from .batch import run_batch
+
+            run_batch(self, requests, on_result, cancel)
+        else:
+            super().generate(requests, on_result, cancel)

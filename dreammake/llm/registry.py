@@ -5,8 +5,8 @@ backend options) and how they claim specs: a prefix (``vllm:NAME`` → the facto
 matcher. A spec goes to the backend of its registered prefix, else to the first matcher that claims it (in
 registration order), else to litellm. The built-ins register the same way a plugin does:
 
-* ``smollm2-135m-instruct`` (aliases), ``hf:ORG/NAME``, a local model folder or ``.gguf`` file
-  -> TransformersBackend (matcher)
+* ``smollm2-135m-instruct`` (aliases), ``hf:ORG/NAME``, a bare ``ORG/NAME`` whose ORG is no litellm provider
+  (a Hub model, downloaded when online), a local model folder or ``.gguf`` file -> TransformersBackend (matcher)
 * ``vllm:...`` -> dreammake.llm.vllm_backend.VLLMBackend (prefix; imported lazily)
 * ``openai/NAME``, ``PROVIDER/NAME`` for an OpenAI-compatible provider (groq, together_ai,
   deepseek, ...), a bare name litellm lists under the openai provider (``gpt-4o-mini``), or any

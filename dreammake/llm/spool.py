@@ -3,7 +3,8 @@
 A spool is a text file of JSON Lines, one object per response:
 
     {"key": "<xxh3-128 hex>", "model": "<identity hash>", "text": "...", "finish_reason": "stop",
-     "prompt_tokens": 5, "completion_tokens": 3, "cost_usd": 0.0, "latency_s": 0.01}
+     "prompt_tokens": 5, "completion_tokens": 3, "cost_usd": 0.0, "latency_s": 0.01,
+     "served_model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_44709d6fcb"}
 
 Each line goes to the operating system in one `write` call as soon as it is appended, so a
 killed process loses nothing it appended. A line cut short by a crash (no final newline, or not
@@ -22,7 +23,8 @@ from typing import Any
 
 SUFFIX = ".jsonl"
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps(**kw) is not
-FIELDS = ("key", "model", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
+FIELDS = ("key", "model", "text", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
+          "served_model", "system_fingerprint")  # the last two: what an API said served the answer (may be absent)
 
 
 class SpoolWriter:

@@ -32,7 +32,9 @@ for _module, _names in {
     "prompts": ["prompt", "process_with_prompt", "few_shot_prompt", "data_from_prompt",
                 "data_from_attributed_prompt"],
     "judges": ["filter_with_prompt", "rank_with_prompt", "judge_pairs", "judge_generation_pairs"],
-    "retrieval": ["embed", "rag_prompt", "few_shot_prompt_with_retrieval"],
+    "retrieval": ["embed", "rag_prompt", "few_shot_prompt_with_retrieval", "retrieve", "cosine_similarity"],
+    "task_model": ["run_task_model"],
+    "finetune_api": ["train_openai_finetune"],
     "trainers": ["train_sft", "train_dpo", "train_reward", "train_grpo", "train_classifier", "train_embedding"],
 }.items():
     for _name in _names:

@@ -6,8 +6,8 @@
     rule("squad", output="targets/squad.parquet", run=rules.hf_dataset("rajpurkar/squad", split="validation"))
 
 A file read by `read` is the rule's input, and a local dataset folder is made an input of an `hf_dataset`
-rule, so their contents enter the fingerprint. Hub datasets come from the local Hugging Face cache only:
-these rules never touch the network.
+rule, so their contents enter the fingerprint. A Hub dataset is pinned to a commit (which enters the fingerprint)
+and read from the local cache; online, one missing there is downloaded and prepared (`dreammake.hub`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import Action, JobContext
-from dreammake.errors import DreamError
+from dreammake.errors import DreamError, first_line
+from dreammake.hub import datasets_cache, prepare_hub_dataset
 from dreammake.paths import normalize
 from dreammake.targets import is_table_path
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from dreammake.dsl import Rule
+    from dreammake.hub import HubRef
 
 BATCH_ROWS = 65_536
 TEXT_CHUNK = 8 << 20  # characters of a text file read at a time
@@ -365,35 +367,6 @@ def is_local_dataset(name: str) -> bool:
             or name.count("/") > 1)
 
 
-def _hf_home() -> str:
-    """Hugging Face's home folder (HF_HOME, else XDG_CACHE_HOME/huggingface)."""
-    return os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
-                                                                "huggingface")))
-
-
-def datasets_cache() -> str:
-    """The `datasets` cache folder, as `datasets` itself resolves it (without importing it when not loaded)."""
-    import sys
-
-    config = sys.modules.get("datasets.config")
-    if config is not None:
-        return os.fspath(config.HF_DATASETS_CACHE)
-    home = _hf_home()
-    return os.path.expanduser(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
-
-
-def hub_cache() -> str:
-    """The huggingface_hub file cache folder."""
-    import sys
-
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        return os.fspath(constants.HF_HUB_CACHE)
-    home = _hf_home()
-    return os.path.expanduser(os.getenv("HF_HUB_CACHE", os.getenv("HUGGINGFACE_HUB_CACHE",
-                                                                  os.path.join(home, "hub"))))
-
-
 def _snake(name: str) -> str:
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
@@ -417,6 +390,7 @@ class HFDataset(Action):
             raise ValueError(f"hf_dataset(): revision= is for Hub datasets; {name!r} is a local folder")
         self.name = normalize(os.path.expanduser(name)) if self.local else name
         self.config, self.split, self.revision, self.data_dir = config, split, revision, data_dir
+        self._commit: str | None = None
 
     def extra_inputs(self) -> list[str]:
         """A local dataset folder is an input of the rule: its content enters the fingerprint."""
@@ -433,8 +407,38 @@ class HFDataset(Action):
         params: dict[str, Any] = {"name": self.name, "config": self.config, "split": self.split,
                                   "revision": self.revision, "data_dir": self.data_dir}
         if not self.local:
-            params["cached"] = self.cached_identity()
+            params["commit"] = self.commit()
         return params
+
+    @property
+    def ref(self) -> HubRef:
+        """The Hub repo this rule reads."""
+        from dreammake.hub import HubRef
+
+        return HubRef("dataset", self.name, self.revision)
+
+    def commit(self) -> str | None:
+        """The Hub commit this rule reads, without downloading: the pin in the local cache (the revision itself when
+        it is a sha), else the newest prepared copy's; online, what the Hub names now (then pinned). None when it
+        cannot be known offline (the job then fails with the command that fetches it)."""
+        if self._commit is None:
+            from dreammake.hub import offline, pin, pinned_commit, remote_commit
+
+            commit = pinned_commit(self.ref)
+            if commit is None and (self.revision is None or re.fullmatch(r"[0-9a-f]{7,40}", self.revision)):
+                copies = sorted(self._prepared(self.revision),
+                                key=lambda v: os.path.getmtime(os.path.join(self.cache_root(), v)))
+                commit = copies[-1].split("/")[2] if copies else None
+            if commit is None and not offline():
+                commit = remote_commit(self.ref)
+                pin(self.ref, commit)
+            self._commit = commit
+        return self._commit
+
+    def _prepared(self, commit: str | None = None) -> list[str]:
+        """Prepared copies (`config/version/commit`) of this rule's config, at `commit` (a sha or prefix) if given."""
+        return [v for v in self.cached_versions() if (self.config is None or v.split("/")[0] == self.config)
+                and (commit is None or v.split("/")[2].startswith(commit))]
 
     # -- the local Hub cache -----------------------------------------------------------------------
     def cache_root(self) -> str:
@@ -451,26 +455,6 @@ class HFDataset(Action):
             if os.path.isfile(os.path.join(folder, "dataset_info.json")):
                 found.append(os.path.relpath(folder, root).replace(os.sep, "/"))
         return sorted(found)
-
-    def revision_commit(self) -> str | None:
-        """The commit hash `revision` names, read offline (a hash itself, or a ref in the hub cache)."""
-        if self.revision is None:
-            return None
-        if re.fullmatch(r"[0-9a-f]{7,40}", self.revision):
-            return self.revision
-        ref = os.path.join(hub_cache(), "datasets--" + self.name.replace("/", "--"), "refs", self.revision)
-        try:
-            with open(ref) as f:
-                return f.read().strip() or None
-        except OSError:
-            return None
-
-    def cached_identity(self) -> list[list[str]]:
-        """What the cache holds for this dataset (each copy with its commit and dataset_info.json hash)."""
-        from dreammake.content import hash_file_bytes
-
-        root = self.cache_root()
-        return [[v, hash_file_bytes(os.path.join(root, v, "dataset_info.json"))] for v in self.cached_versions()]
 
     # -- running -----------------------------------------------------------------------------------
     def execute(self, ctx: JobContext) -> None:
@@ -513,50 +497,44 @@ class HFDataset(Action):
         except DreamError:
             raise
         except Exception as exc:
-            raise fail(ctx, f"cannot load dataset folder {self.name}: {_first_line(exc)}") from None
+            raise fail(ctx, f"cannot load dataset folder {self.name}: {first_line(exc)}") from None
 
     def _load_hub(self, ctx: JobContext) -> Any:
+        """The split at the pinned commit: from the prepared copy in the `datasets` cache, else (online) downloaded
+        and prepared by `datasets.load_dataset`."""
+        from dreammake.hub import missing_offline, offline
+
+        commit = self.commit()
+        copies = self._prepared(commit) if commit else []
+        if copies:
+            return self._load_prepared(ctx, copies[-1])
+        if offline() or commit is None:
+            if os.path.isdir(self.name):
+                raise fail(ctx, f"Hugging Face dataset {self.name!r} is not in the local cache",
+                           hint=f"to read the local folder, write it as {self.name + '/'!r} or {'./' + self.name!r}")
+            cached = ", ".join(self.cached_versions())
+            raise fail(ctx, missing_offline(self.ref, f" at {commit[:12]}" if commit else "").message
+                       + (f" (cached: {cached})" if cached else ""), hint=f"run `dreammake fetch {self.ref.spec}` "
+                       "while online")
+        try:
+            return prepare_hub_dataset(self.ref, commit, self.config, self.data_dir, self.split)
+        except DreamError as exc:
+            raise fail(ctx, exc.one_line()) from None
+
+    def _load_prepared(self, ctx: JobContext, copy: str) -> Any:
         from datasets.packaged_modules.cache.cache import Cache
 
-        root = self.cache_root()
-        versions = self.cached_versions()
-        offline = "it is not in the local cache and the network is not used"
-        hint = "load it once with network access (datasets.load_dataset), or give hf_dataset() a local folder"
-        if not versions:
-            if os.path.isdir(self.name):
-                hint = f"to read the local folder, write it as {self.name + '/'!r} or {'./' + self.name!r}"
-            raise fail(ctx, f"Hugging Face dataset {self.name!r} is not available offline: {offline} "
-                            f"({root})", hint=hint)
-        if self.config is not None and not any(v.split("/")[0].startswith(self.config) for v in versions):
-            configs = sorted({v.split("/")[0] for v in versions})
-            raise fail(ctx, f"Hugging Face dataset {self.name!r} config {self.config!r} is not available offline: "
-                            f"{offline} (cached configs: {', '.join(configs)})", hint=hint)
+        config, version, commit_hash = copy.split("/")
         kwargs: dict[str, Any] = {"cache_dir": datasets_cache(), "dataset_name": self.name.split("/")[-1],
-                                  "repo_id": self.name}
+                                  "repo_id": self.name, "config_name": config, "version": version,
+                                  "hash": commit_hash}
         if self.data_dir is not None:
             kwargs["data_dir"] = self.data_dir
-        commit = self.revision_commit()
-        if self.revision is not None:
-            matches = [v for v in versions if commit is not None and v.split("/")[2].startswith(commit)
-                       and (self.config is None or v.split("/")[0] == self.config)]
-            if not matches:
-                raise fail(ctx, f"Hugging Face dataset {self.name!r} at revision {self.revision!r} is not available"
-                                f" offline: {offline} (cached: {', '.join(versions)})", hint=hint)
-            config, version, commit_hash = matches[-1].split("/")
-            kwargs.update(config_name=config, version=version, hash=commit_hash)
-        else:
-            kwargs.update(config_name=self.config, version="auto", hash="auto")
         try:
-            builder = Cache(**kwargs)
-            return builder.as_dataset(split=self.split)
+            return Cache(**kwargs).as_dataset(split=self.split)
         except Exception as exc:
             raise fail(ctx, f"cannot load Hugging Face dataset {self.name!r} from the local cache: "
-                            f"{_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+                            f"{first_line(exc)}") from None
 
 
 # -- factories (what a Dreamfile calls) ------------------------------------------------------------
@@ -583,11 +561,12 @@ def rows(data: list[dict[str, Any]] | dict[str, list[Any]]) -> Rows:
 
 def hf_dataset(name: str, config: str | None = None, split: str = "train", revision: str | None = None,
                data_dir: str | None = None) -> HFDataset:
-    """One split of a Hugging Face dataset, offline: `name` is a local folder (saved with `save_to_disk`, or
-    holding data files such as JSONL/CSV/Parquet; it becomes an input of the rule) or a Hub name that is
-    already in the local `datasets` cache (never downloaded). Write a folder made by another rule with a
-    trailing slash or ./ (e.g. "targets/ds/"). `split` may slice ("train[:100]") for data-file folders and
-    Hub datasets.
+    """One split of a Hugging Face dataset: `name` is a local folder (saved with `save_to_disk`, or holding data
+    files such as JSONL/CSV/Parquet; it becomes an input of the rule) or a Hub name (ORG/NAME), pinned to the
+    commit the local cache holds (`revision=` asks for another; the commit enters the fingerprint) and downloaded
+    when online and missing (`dreammake fetch hf:datasets/ORG/NAME` fetches it ahead, or moves the pin). Write a
+    folder made by another rule with a trailing slash or ./ (e.g. "targets/ds/"). `split` may slice
+    ("train[:100]") for data-file folders and Hub datasets.
 
     Example: `rule("squad", output="targets/squad.parquet", run=rules.hf_dataset("rajpurkar/squad",
     split="validation"))`.
