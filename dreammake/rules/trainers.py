@@ -24,6 +24,7 @@ gives bit-identical weights. Unknown options fail when the Dreamfile loads.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from dreammake.actions import Action, JobContext
@@ -114,7 +115,8 @@ class Train(Action):
         try:
             summary = run_training(self.train_kind, options, inputs, output, ctx.work_dir,
                                    processes=processes, gpus=gpus, cancel=ctx.cancel,
-                                   dreamfile={"path": ctx.dreamfile, "config": ctx.config})
+                                   dreamfile={"path": ctx.dreamfile, "config": ctx.config},
+                                   on_record=TrainingProgress(ctx, self.train_kind))
         except (TrainingError, ValueError) as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
         if CheckpointFolder(output).is_adapter():
@@ -170,6 +172,41 @@ def name_base(folder: str, spec: str) -> None:
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)  # PEFT's own layout
         f.write("\n")
+
+
+class TrainingProgress:
+    """A training job's progress, fed with the worker's log records: a bar over the steps (terminal) and a line
+    `RULE: step 40/120 · loss 1.234 · 850 tokens/s` for the first and last steps and at most every `EVERY_S`
+    seconds between (in every log, so a CI log shows training moving too)."""
+
+    EVERY_S = 15.0
+
+    def __init__(self, ctx: JobContext, kind: str):
+        self.ctx = ctx
+        self.kind = kind
+        self.advance: Any = None
+        self.step = 0
+        self.first: dict[str, Any] | None = None
+        self.last_line = 0.0
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if "loss" not in record:  # evaluation and end-of-training records
+            return
+        step, total = int(record.get("step", 0)), int(record.get("max_steps") or 0)
+        if self.advance is None:
+            self.advance = self.ctx.track(f"training {self.kind}", total)
+        if step > self.step:
+            self.advance(step - self.step)
+            self.step = step
+        first = self.first = self.first or record
+        text = f"{self.ctx.job.name}: step {step}/{total or '?'} · loss {float(record['loss']):.3f}"
+        elapsed = float(record.get("time", 0)) - float(first.get("time", 0))
+        if elapsed > 0 and "tokens" in record:
+            text += f" · {(record['tokens'] - first.get('tokens', 0)) / elapsed:,.0f} tokens/s"
+        now = time.monotonic()
+        if record is first or step >= total or now - self.last_line >= self.EVERY_S:
+            self.ctx.log(text)
+            self.last_line = now
 
 
 def _counts(resources: dict[str, Any]) -> tuple[int, int]:
