@@ -12,12 +12,12 @@ COLOURS = {"run": "cyan", "done": "green", "skip": "dim", "fail": "bold red", "w
 
 def quiet_libraries() -> None:
     """Keep third-party warnings (transformers' `FutureWarning`s, torch's `UserWarning`s…) and progress bars (tqdm,
-    huggingface_hub, transformers) out of the console: dreammake prints its own progress. dreammake's own warnings
-    still show. Worker processes inherit the environment variables."""
+    huggingface_hub, transformers) out of the console: dreammake prints its own progress. Warnings of dreammake and
+    of the Dreamfile still show. Worker processes inherit the environment variables."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=r"dreammake(\.|$)")
+    warnings.filterwarnings("default", module=r"(dreammake|__dreamfile__)(\.|$)")  # ours and the Dreamfile's
     for name, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                         ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
         os.environ.setdefault(name, value)
