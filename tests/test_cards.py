@@ -227,6 +227,7 @@ def test_model_card_inside_checkpoint(built: Project) -> None:
     assert meta["datasets"] == ["rajpurkar/squad"]
     assert meta["widget"][0]["text"].startswith("Abstract ")
     assert "AutoPeftModelForCausalLM" in text and 'from_pretrained("models/tweet-model")' in text
+    assert "trained over `SmolLM2-135M-Instruct.Q4_1.gguf`" in text  # not the Hub's weights: the card says so
     card = json.loads((folder / "dreammake-card.json").read_text())
     assert card["model"]["training"]["steps"] == 40
     assert {m["name"] for m in card["lineage"]["models"]} == {"smollm2-135m-instruct", "openai/gpt-4o-mini"}
