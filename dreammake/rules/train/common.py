@@ -253,7 +253,8 @@ def with_token_counter(trainer_cls):
 
         def log(self, logs, *args, **kwargs):
             if "loss" in logs:  # a training record: the tokens so far feed the coordinator's tokens/s
-                logs = {**logs, "tokens": self.dm_tokens}
+                # (this process's count times the process count: an estimate, with no collective per log)
+                logs = {**logs, "tokens": self.dm_tokens * world_size()}
             return super().log(logs, *args, **kwargs)
 
     Counting.__name__ = trainer_cls.__name__
