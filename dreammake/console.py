@@ -10,10 +10,26 @@ from typing import Any
 COLOURS = {"run": "cyan", "done": "green", "skip": "dim", "fail": "bold red", "warn": "yellow", "info": "blue"}
 
 
+def quiet_libraries() -> None:
+    """Keep third-party warnings (transformers' `FutureWarning`s, torch's `UserWarning`s…) and progress bars (tqdm,
+    huggingface_hub, transformers) out of the console: dreammake prints its own progress. Warnings of dreammake and
+    of the Dreamfile still show. Worker processes inherit the environment variables."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"(dreammake|__dreamfile__)(\.|$)")  # ours and the Dreamfile's
+    for name, value in (("TQDM_DISABLE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(name, value)
+
+
 class Console:
-    """Logs for a run. `quiet` keeps only errors; `debug` adds tracebacks."""
+    """Logs for a run. `quiet` keeps only errors; `debug` adds tracebacks and lets third-party warnings and
+    progress bars through (otherwise `quiet_libraries` keeps them out)."""
 
     def __init__(self, quiet: bool = False, debug: bool = False, stream: Any = None):
+        if not debug:
+            quiet_libraries()
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.debug = debug

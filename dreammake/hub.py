@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dreammake.errors import DreamError, first_line
+from dreammake.hfcache import hub_cache
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -268,36 +269,6 @@ def fetch(ref: HubRef) -> str:
     with _LOCK:
         _SNAPSHOTS.pop(ref, None)
     return commit
-
-
-# -- the local caches ---------------------------------------------------------------------------------
-def hf_home() -> str:
-    """Hugging Face's home folder (HF_HOME, else XDG_CACHE_HOME/huggingface)."""
-    return os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
-                                                                "huggingface")))
-
-
-def datasets_cache() -> str:
-    """The `datasets` cache folder, as `datasets` itself resolves it (without importing it when not loaded)."""
-    import sys
-
-    config = sys.modules.get("datasets.config")
-    if config is not None:
-        return os.fspath(config.HF_DATASETS_CACHE)
-    home = hf_home()
-    return os.path.expanduser(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
-
-
-def hub_cache() -> str:
-    """The huggingface_hub file cache folder."""
-    import sys
-
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        return os.fspath(constants.HF_HUB_CACHE)
-    home = hf_home()
-    return os.path.expanduser(os.getenv("HF_HUB_CACHE", os.getenv("HUGGINGFACE_HUB_CACHE",
-                                                                  os.path.join(home, "hub"))))
 
 
 def prepare_hub_dataset(ref: HubRef, commit: str, config: str | None = None, data_dir: str | None = None,

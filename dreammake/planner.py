@@ -218,7 +218,27 @@ class Planner:
         for job in self.graph.jobs:
             d = self.decide(job, will_run)
             if d.stale:
+                check_inputs(job, self.graph, will_run)
                 will_run.add(id(job))
             out.append(d)
         self.state.record_targets(self.take_adopted())
         return out
+
+
+def check_inputs(job: Job, graph: Graph, will_run: set[int]) -> None:
+    """Let a stale job's action check the schemas of its Parquet inputs that exist and will not be rebuilt (its
+    `check_inputs(job, schemas)`, e.g. a prompt rule's `input_column`): `-n` finds a mistyped column, not the run.
+    Only the Parquet footers are read."""
+    check = getattr(job.rule.action, "check_inputs", None)
+    if check is None:
+        return
+    import pyarrow.parquet as pq
+
+    from dreammake.targets import is_table_path
+
+    schemas = {}
+    for _, path in job.inputs:
+        producer = graph.producer.get(path)
+        if is_table_path(path) and os.path.isfile(path) and (producer is None or id(producer) not in will_run):
+            schemas[path] = pq.read_schema(path).names
+    check(job, schemas)

@@ -143,7 +143,7 @@ def run_cards(root: Path, *args: str, code: int | None = 0) -> str:
     return result.output
 
 
-def write_all_cards(root: Path, finals_only: bool = False) -> list[str]:
+def write_all_cards(root: Path, all_targets: bool = True) -> list[str]:
     """What the engine does after a build (here by default for every job, not only the final ones)."""
     from dreammake.cards.render import write_built_cards
     from dreammake.console import Console
@@ -152,7 +152,7 @@ def write_all_cards(root: Path, finals_only: bool = False) -> list[str]:
 
     with inside(root), DreamProject(Options(), Console()) as p:
         graph = p.graph()
-        return write_built_cards(graph, p.state, [j.name for j in graph.jobs], finals_only=finals_only)
+        return write_built_cards(graph, p.state, [j.name for j in graph.jobs], all_targets=all_targets)
 
 
 @pytest.fixture(scope="module")
@@ -212,9 +212,12 @@ def test_dataset_card_names_every_upstream_model_and_dataset(built: Project) -> 
 def test_model_card_inside_checkpoint(built: Project) -> None:
     from huggingface_hub import ModelCard
 
-    # by default only final targets and checkpoints get cards after a build
-    assert write_all_cards(built.root, finals_only=True) == ["models/tweet-model/README.md",
-                                                             "models/tweet-model/dreammake-card.json"]
+    # by default a build writes the cards of built-in kinds' outputs, final targets and checkpoints, not those of
+    # the Dreamfile's own functions' intermediate tables (topics, mixed, splits)
+    written = write_all_cards(built.root, all_targets=False)
+    assert sorted(p for p in written if p.endswith("README.md")) == [
+        "models/tweet-model/README.md", "targets/abstracts.README.md", "targets/questions.README.md",
+        "targets/tweets.README.md"]
     folder = built.root / "models/tweet-model"
     text = (folder / "README.md").read_text()
     meta = ModelCard(text).data.to_dict()
@@ -224,6 +227,7 @@ def test_model_card_inside_checkpoint(built: Project) -> None:
     assert meta["datasets"] == ["rajpurkar/squad"]
     assert meta["widget"][0]["text"].startswith("Abstract ")
     assert "AutoPeftModelForCausalLM" in text and 'from_pretrained("models/tweet-model")' in text
+    assert "trained over `SmolLM2-135M-Instruct.Q4_1.gguf`" in text  # not the Hub's weights: the card says so
     card = json.loads((folder / "dreammake-card.json").read_text())
     assert card["model"]["training"]["steps"] == 40
     assert {m["name"] for m in card["lineage"]["models"]} == {"smollm2-135m-instruct", "openai/gpt-4o-mini"}
@@ -280,7 +284,7 @@ def test_fingerprints_match_across_folders_and_diff_names_rule_and_component(tmp
 
 def test_registry_knows_models_without_loading_them(tmp_path: Path) -> None:
     from dreammake.cards.lineage import describe_llm
-    from dreammake.cards.registry import model_info
+    from dreammake.known import model_info
     from dreammake.llm.handle import llm
 
     smol = model_info("hf:HuggingFaceTB/SmolLM2-135M-Instruct@abc123")

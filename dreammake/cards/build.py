@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dreammake.cards.lineage import Lineage, trace
-from dreammake.cards.registry import UNKNOWN, hub_id
+from dreammake.known import UNKNOWN, hub_id
 from dreammake.targets import is_table_path
 
 if TYPE_CHECKING:
@@ -156,9 +156,12 @@ def model_section(lineage: Lineage, job: Job, repo_id: str | None, graph: Graph)
     base_spec = _base_spec(lineage, graph)
     library = "sentence-transformers" if step.kind == "train_embedding" else "peft" if adapter else "transformers"
     pipeline = PIPELINES.get(step.kind) or ("text2text-generation" if _encoder_decoder(folder) else "text-generation")
+    from dreammake.llm.models import ALIASES
+
     return {"folder": folder, "repo_id": repo_id or folder, "adapter": adapter, "library_name": library,
             "pipeline_tag": pipeline, "base_model": hub_id(base_spec) if base_spec else None,
-            "base_spec": base_spec, "examples": training_examples(job, step.params),
+            "base_spec": base_spec, "base_gguf": ALIASES[base_spec].filename if base_spec in ALIASES else None,
+            "examples": training_examples(job, step.params),
             "training": step.training or _training_summary(folder)}
 
 

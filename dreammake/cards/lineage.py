@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import is_action
-from dreammake.cards.registry import dataset_info, folder_info, local_dataset_info, model_info
 from dreammake.cards.secrets import scrub
+from dreammake.known import dataset_info, folder_info, local_dataset_info, model_info
 from dreammake.llm.generate import SERVED_STATS
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from dreammake.paths import normalize
 if TYPE_CHECKING:
     import jinja2
 
-    from dreammake.graph import Graph
+    from dreammake.graph import Graph, Job
     from dreammake.state import State
 
 TEMPLATES = {"dataset": "dataset_card.md.j2", "model": "model_card.md.j2"}
@@ -129,16 +129,16 @@ def write_cards(graph: Graph, state: State, target: str, template: str | None = 
 
 
 def write_built_cards(graph: Graph, state: State, job_names: Iterable[str], template: str | None = None,
-                      finals_only: bool = True) -> list[str]:
+                      all_targets: bool = False) -> list[str]:
     """Cards for the outputs of the named jobs (e.g. `summary.ran` after a build), with one state query.
 
-    A card costs a few milliseconds, so by default only final targets (read by no other job of the graph)
-    and checkpoint folders get one; `dreammake card` renders any other target on demand."""
+    A card costs about 3 ms, so by default (`wants_card`) the outputs of built-in rule kinds, final targets and
+    checkpoints get one, not the intermediate tables of the Dreamfile's own functions (20,000 of those would
+    add a minute to a build); `dreammake card` renders any target on demand."""
     wanted = set(job_names)
-    if finals_only:
+    if not all_targets:
         read = {p for j in graph.jobs if not j.rule.is_phony for p in j.input_paths}  # `all` reads nothing
-        wanted = {j.name for j in graph.jobs if j.name in wanted
-                  and (j.rule.folders or not any(p in read for p in j.output_paths))}
+        wanted = {j.name for j in graph.jobs if j.name in wanted and wants_card(j, read)}
     jobs = [j for j in graph.jobs if j.name in wanted and not j.rule.is_phony]
     if not jobs:
         return []
@@ -149,3 +149,13 @@ def write_built_cards(graph: Graph, state: State, job_names: Iterable[str], temp
             if os.path.exists(path):
                 written.extend(write_cards(graph, state, path, template, details))
     return written
+
+
+def wants_card(job: Job, read: set[str]) -> bool:
+    """Whether a build writes the card of `job`: a checkpoint, a dataset made by a built-in rule kind (prompts,
+    judges, sources, data operations: the steps whose models, prompts and sources a card records), or a final
+    target (read by no other job of the graph)."""
+    from dreammake.actions import Action
+
+    return bool(job.rule.folders) or isinstance(job.rule.action, Action) \
+        or not any(p in read for p in job.output_paths)

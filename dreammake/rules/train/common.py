@@ -212,7 +212,7 @@ class JsonlLogCallback(_make_log_callback_base()):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        rec = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
+        rec = {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, "time": time.time()}
         rec.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str, bool))})
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
@@ -250,6 +250,12 @@ def with_token_counter(trainer_cls):
                 except Exception:  # counting is best effort, never fatal
                     pass
             return super().compute_loss(model, inputs, *args, **kwargs)
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs:  # a training record: the tokens so far feed the coordinator's tokens/s
+                # (this process's count times the process count: an estimate, with no collective per log)
+                logs = {**logs, "tokens": self.dm_tokens * world_size()}
+            return super().log(logs, *args, **kwargs)
 
     Counting.__name__ = trainer_cls.__name__
     Counting.__qualname__ = trainer_cls.__qualname__
@@ -312,7 +318,7 @@ def metrics_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         step = int(rec.get("step", 0))
         row = by_step.setdefault(step, {"step": step})
         for key, value in rec.items():
-            if key == "step" or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if key in ("step", "tokens") or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             name = "train_loss" if key == "loss" else key
             row[name] = float(value)

@@ -75,11 +75,15 @@ def load_reward_model(folder: str, dtype):
     tok = AutoTokenizer.from_pretrained(folder)
     ensure_pad_token(tok)
     if os.path.exists(os.path.join(folder, "adapter_config.json")):
-        from peft import PeftConfig, PeftModel
+        from peft import PeftModel
 
-        cfg = PeftConfig.from_pretrained(folder)
+        from dreammake.llm.models import checkpoint_for
+        from dreammake.targets import CheckpointFolder
+
+        # the Dreamfile's spec, resolved offline (adapter_config.json names the Hub id: see trainers.name_base)
+        base_spec = CheckpointFolder(folder).adapter_base()
         base = AutoModelForSequenceClassification.from_pretrained(
-            cfg.base_model_name_or_path, num_labels=1, dtype=dtype
+            str(checkpoint_for(base_spec)), num_labels=1, dtype=dtype
         )
         base.config.pad_token_id = tok.pad_token_id
         model = PeftModel.from_pretrained(base, folder).merge_and_unload()
