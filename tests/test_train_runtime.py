@@ -98,3 +98,18 @@ def test_coordinator_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_config_reaches_training_workers_by_environment_not_by_file():
+    """A `--config` value may be a credential: the worker spec never holds it, the worker's environment does."""
+    from dreammake.config_env import VARIABLE
+    from dreammake.rules.train.api import _reward_fn_ref, worker_env
+
+    def reward(completions, **columns):
+        return [0.0 for _ in completions]
+
+    reward.__module__ = "__dreamfile__"
+    ref = _reward_fn_ref(reward, {"path": "Dreamfile", "config": {"base": "http://u:sk-secret-123456@h/v1"}})
+    assert "sk-secret" not in str(ref)
+    env = worker_env(1, 0, {"base": "http://u:sk-secret-123456@h/v1"})
+    assert "sk-secret-123456" in env[VARIABLE]

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dreammake.config_env import with_config
+
 from .spec import (
     COMPLETE_MARKER,
     KIND_OPTIONS,
@@ -37,12 +39,12 @@ class TrainingError(RuntimeError):
 
 def _reward_fn_ref(fn: Any, dreamfile: dict[str, Any] | None = None) -> dict[str, Any]:
     """A reference the worker can import: callables become module/qualname (+ source file as fallback);
-    a function defined in a Dreamfile is found again by re-loading that Dreamfile (with its config)."""
+    a function defined in a Dreamfile is found again by re-loading that Dreamfile (with its config, which the
+    worker gets through its environment: `dreammake.config_env`)."""
     if callable(fn) and getattr(fn, "__module__", "") == "__dreamfile__":
         if dreamfile is None:
             raise ValueError("a reward function from a Dreamfile needs the Dreamfile's path and config")
-        return {"dreamfile": dreamfile["path"], "config": dreamfile.get("config") or {}, "qualname": fn.__qualname__,
-                "module": ""}
+        return {"dreamfile": dreamfile["path"], "qualname": fn.__qualname__, "module": ""}  # config: environment
     if callable(fn):
         ref = {"module": fn.__module__, "qualname": fn.__qualname__}
         try:
@@ -86,8 +88,9 @@ def worker_command(spec_path: str, nproc: int) -> list[str]:
     ]
 
 
-def worker_env(nproc: int, gpus: int) -> dict[str, str]:
-    env = dict(os.environ)
+def worker_env(nproc: int, gpus: int, config: dict[str, Any] | None = None) -> dict[str, str]:
+    """The training workers' environment: offline, seeded, threads per process, and the `--config` values."""
+    env = with_config(os.environ, config)
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_DATASETS_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
@@ -167,7 +170,7 @@ def run_training(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_env(nproc, gpus),
+            env=worker_env(nproc, gpus, (dreamfile or {}).get("config")),
             cwd=work_dir,
             start_new_session=True,
             preexec_fn=_die_with_parent,

@@ -30,9 +30,10 @@ from .spec import Spec
 
 def load_reward_fn(ref: dict):
     if ref.get("dreamfile"):
+        from dreammake.config_env import inherited_config
         from dreammake.dsl import load
 
-        return load(ref["dreamfile"], ref.get("config")).scope[ref["qualname"]]
+        return load(ref["dreamfile"], inherited_config()).scope[ref["qualname"]]
     obj = None
     if ref.get("module") and ref["module"] != "__main__":
         try:
