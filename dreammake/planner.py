@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dreammake.actions import Identity, identify
+from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError
 from dreammake.filehash import Hasher
 from dreammake.fingerprint import COMPONENTS, digest
 from dreammake.graph import Graph, Job
-from dreammake.state import State, TargetRecord
+from dreammake.state import State, TargetRecord, stat_signature
 
 _UNKNOWN: Any = object()  # not hashed yet this run (None means: the file does not exist)
 REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
@@ -61,6 +62,7 @@ class Planner:
         self.changed_files = self.hasher.changed  # paths whose content changed since it was last hashed
         self.adopted: list[TargetRecord] = []  # targets recognised by their build metadata, not yet recorded
         self.adopted_total = 0
+        self._built: list[TargetRecord] = []  # records of finished jobs, not yet committed
 
     # -- content hashes ----------------------------------------------------------------------
     def content_hash(self, path: str, fresh: bool = False) -> str | None:
@@ -74,9 +76,44 @@ class Planner:
         """Every input and output path whose content this planner looked at."""
         return list(self._hashes)
 
-    def set_hash(self, path: str, value: str | None) -> None:
-        """Tell the planner the new content hash of a just-built output."""
-        self._hashes[path] = value
+    # -- recording built outputs (the runner and the scheduler call these, from the main thread) ----
+    def built_hash(self, tmp: str, folder: bool) -> str | None:
+        """Content hash of a just-built output at its temp path."""
+        return self.hasher.folder_hash(tmp) if folder else hash_file_bytes(tmp)
+
+    def unchanged(self, path: str, new_hash: str | None, new_data_hash: str | None) -> str | None:
+        """When the existing recorded output at `path` already holds what a build just produced (same table data,
+        or same bytes) and was not edited by hand, its content hash (early cutoff keeps it); else None."""
+        record = self.records.get(path)
+        if record is None:
+            return None
+        current = self.content_hash(path, fresh=True)
+        same_data = new_data_hash is not None and new_data_hash == record[2]
+        return current if current == record[1] and (same_data or new_hash == current) else None
+
+    def placed(self, tmp: str, path: str, new_hash: str | None, folder: bool) -> None:
+        """A built output was renamed from `tmp` to `path`: remember its hash (and that it changed)."""
+        if folder:
+            self.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds
+        else:
+            self.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
+        self._hashes[path] = new_hash
+        self.changed_files.add(path)
+
+    def record(self, records: list[TargetRecord]) -> None:
+        """Keep the records of a finished job's outputs until the next `commit`."""
+        self._built.extend(records)
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether records (built or adopted) wait for a `commit`."""
+        return bool(self._built or self.adopted)
+
+    def commit(self) -> None:
+        """Write the waiting records and the file-hash cache to the state database."""
+        built, self._built = self._built, []
+        self.state.record_targets(built + self.take_adopted())
+        self.state.flush_files()
 
     # -- fingerprints ------------------------------------------------------------------------
     def identity(self, job: Job) -> Identity:
