@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dreammake.hfcache import hub_cache
 from dreammake.targets import CheckpointFolder
 
 HUB = "https://huggingface.co"
@@ -214,19 +215,10 @@ def folder_info(folder: str, kind: str) -> dict[str, Any]:
             "base_model": base, "source": "README.md" if facts else UNKNOWN}
 
 
-def hub_cache_dir() -> str:
-    """The local Hugging Face hub cache folder (as huggingface_hub computes it, without importing it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
-    return os.path.join(home, "hub")
-
-
 def hub_cache_info(repo: str, kind: str) -> dict[str, Any]:
     """Card facts from a Hub card already in the local cache; the card URL is known either way."""
     url = f"{HUB}/{repo}" if kind == "model" else f"{HUB}/datasets/{repo}"
-    folder = os.path.join(hub_cache_dir(), f"{kind}s--{repo.replace('/', '--')}", "snapshots", "*", "README.md")
+    folder = os.path.join(hub_cache(), f"{kind}s--{repo.replace('/', '--')}", "snapshots", "*", "README.md")
     readmes = sorted(glob.glob(folder), key=os.path.getmtime)
     facts = readme_facts(readmes[-1]) if readmes else {}
     return {"repo": repo, "organization": repo.split("/")[0] if "/" in repo else None,

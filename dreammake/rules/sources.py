@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
+from dreammake.hfcache import datasets_cache, hub_cache
 from dreammake.paths import normalize
 from dreammake.targets import is_table_path
 
@@ -363,35 +364,6 @@ def is_local_dataset(name: str) -> bool:
     """A folder path rather than a Hub name: it exists, or is written like a path (./x, /x, x/, a/b/c)."""
     return (os.path.exists(name) or name.startswith((".", "/", "~")) or name.endswith(("/", os.sep))
             or name.count("/") > 1)
-
-
-def _hf_home() -> str:
-    """Hugging Face's home folder (HF_HOME, else XDG_CACHE_HOME/huggingface)."""
-    return os.path.expanduser(os.getenv("HF_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"),
-                                                                "huggingface")))
-
-
-def datasets_cache() -> str:
-    """The `datasets` cache folder, as `datasets` itself resolves it (without importing it when not loaded)."""
-    import sys
-
-    config = sys.modules.get("datasets.config")
-    if config is not None:
-        return os.fspath(config.HF_DATASETS_CACHE)
-    home = _hf_home()
-    return os.path.expanduser(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets")))
-
-
-def hub_cache() -> str:
-    """The huggingface_hub file cache folder."""
-    import sys
-
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:
-        return os.fspath(constants.HF_HUB_CACHE)
-    home = _hf_home()
-    return os.path.expanduser(os.getenv("HF_HUB_CACHE", os.getenv("HUGGINGFACE_HUB_CACHE",
-                                                                  os.path.join(home, "hub"))))
 
 
 def _snake(name: str) -> str:
