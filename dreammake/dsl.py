@@ -11,7 +11,7 @@ import linecache
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -275,10 +275,4 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
     return workflow
 
 
-def is_user_function(action: Any) -> bool:
-    """True for a plain Python callable used as `run=`."""
-    return callable(action) and not hasattr(action, "execute")
-
-
-UserFunction = Callable[..., Any]
 __all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]
