@@ -136,11 +136,33 @@ class Planner:
     # -- decisions ---------------------------------------------------------------------------
     def decide(self, job: Job, will_run: set[int] | None = None) -> Decision:
         """Check one job. `will_run` holds ids of upstream jobs that are going to run (dry-run)."""
+        input_hashes, rebuilt_input = self._input_hashes(job, will_run)
+        if not job.outputs:
+            return Decision(job, None)
+        ident = self.identity(job)
+        inputs = self.inputs_hash(job, input_hashes)
+        decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
+        if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
+            return self._stale(decision, "forced", "forced")
+        records = self._output_records(decision)
+        if records is None:
+            return decision  # missing
+        untracked = next((path for path, record, _ in records if record is None), None)
+        if rebuilt_input is not None:
+            if untracked is not None:
+                return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
+            return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
+        if untracked is None and all(r[0] == decision.fingerprint and c == r[1] for _, r, c in records):
+            return decision
+        return self._compare(decision, records, untracked)
+
+    def _input_hashes(self, job: Job, will_run: set[int] | None) -> tuple[list[str | None], str | None]:
+        """The content hashes of a job's inputs (None for one that will be rebuilt), and the first input that
+        will be rebuilt or does not exist yet (None when there is none)."""
         input_hashes: list[str | None] = []
         rebuilt_input = None
         producers = self.graph.producer
         hashes = self._hashes
-        hash_of = self.hasher.content_hash
         for _, path in job.inputs:
             if will_run:
                 producer = producers.get(path)
@@ -150,39 +172,31 @@ class Planner:
                     continue
             value = hashes.get(path, _UNKNOWN)
             if value is _UNKNOWN:
-                value = hashes[path] = hash_of(path)
+                value = hashes[path] = self.hasher.content_hash(path)
             if value is None:
                 if producers.get(path) is None:
                     raise DreamError(f"rule {job.rule.name!r} needs {path}, which does not exist and no rule makes"
                                      " it", job.rule.where)
                 rebuilt_input = rebuilt_input or path
             input_hashes.append(value)
-        if not job.outputs:
-            return Decision(job, None)
-        ident = self.identity(job)
-        inputs = self.inputs_hash(job, input_hashes)
-        decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
+        return input_hashes, rebuilt_input
 
-        if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
-            return self._stale(decision, "forced", "forced")
+    def _output_records(self, decision: Decision) -> list[tuple[str, Any, str]] | None:
+        """(path, record or None, content hash) per output; None (the decision made stale) when one is missing."""
         records = []
-        untracked = None
-        for _, path in job.outputs:
+        hashes = self._hashes
+        for _, path in decision.job.outputs:
             current = hashes.get(path, _UNKNOWN)
             if current is _UNKNOWN:
-                current = hashes[path] = hash_of(path)
+                current = hashes[path] = self.hasher.content_hash(path)
             if current is None:
-                return self._stale(decision, "missing", f"{path} is missing")
-            record = self.records.get(path)
-            if record is None:
-                untracked = untracked or path
-            records.append((path, record, current))
-        if rebuilt_input is not None:
-            if untracked is not None:
-                return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
-            return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
-        if untracked is None and all(r[0] == decision.fingerprint and c == r[1] for _, r, c in records):
-            return decision
+                self._stale(decision, "missing", f"{path} is missing")
+                return None
+            records.append((path, self.records.get(path), current))
+        return records
+
+    def _compare(self, decision: Decision, records: list[tuple[str, Any, str]], untracked: str | None) -> Decision:
+        """Outputs that differ from their records: adopted when their metadata says so, else the reason."""
         if self._adopt(decision, records):
             return decision
         if untracked is not None:
@@ -192,7 +206,7 @@ class Planner:
                 return self._stale(decision, "modified", f"{path} was changed by hand")
         for path, record, _ in records:
             if record[0] != decision.fingerprint:
-                return self._changed_components(decision, job, self.state.components(path))
+                return self._changed_components(decision, decision.job, self.state.components(path))
         return decision
 
     def _adopt(self, decision: Decision, records: list[tuple[str, Any, str]]) -> bool:
