@@ -111,8 +111,8 @@ class FakeJobServer:
 
 class ScriptedLauncher:
     """A launcher whose jobs end in start order, `batch` per `wait`, with the outcome `outcomes[name]` gives
-    (records by default; a DreamError fails the job, `start_errors` makes `start` refuse it). It checks
-    nothing itself; it records the order of starts and what ran at once."""
+    (records by default; a DreamError fails the job, `start_errors` makes `start` refuse it). It records the
+    order of starts and what ran at once; it asserts only that `wait` is asked about exactly the running jobs."""
 
     def __init__(self, outcomes: dict[str, Outcome] | None = None, start_errors: set[str] | None = None,
                  gpus: float = 0, interrupt_after: int | None = None, batch: int = 1):
