@@ -50,7 +50,7 @@ class Summary:
 Outcome = list[TargetRecord] | DreamError  # how a job ended: its records, or its error
 
 
-@dataclass
+@dataclass(slots=True)
 class Finished:
     """A job that ended well: its decision, its records and when it started (time.monotonic)."""
 
@@ -106,7 +106,10 @@ class ReadyQueue:
 
     def first(self, fits: Callable[[Decision], bool]) -> Decision | None:
         """The first ready job for which `fits` holds (still in the queue), else None."""
-        return next((d for d in self.ready if fits(d)), None)
+        for d in self.ready:
+            if fits(d):
+                return d
+        return None
 
     def remove(self, d: Decision) -> None:
         """Take a job off the queue (it starts, or is cut off)."""
@@ -133,7 +136,7 @@ class ReadyQueue:
         return names
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     """What a started job holds: its resources and whether it took a jobserver token."""
 
@@ -159,7 +162,10 @@ class Slots:
 
     def fits(self, d: Decision) -> bool:
         """Whether the job's resources fit beside those of the running jobs."""
-        return all(self.in_use[k] + v <= self.capacity[k] for k, v in self._amounts(d).items())
+        capacity = self.capacity
+        if not capacity:
+            return True
+        return all(self.in_use[k] + v <= capacity[k] for k, v in d.job.rule.resources.items() if k in capacity)
 
     def claim(self, d: Decision) -> Claim | None:
         """Take a slot (and the job's resources) for `d`; None when make's jobserver has no token for it."""
@@ -189,7 +195,8 @@ class Slots:
             self.jobserver.close()
 
     def _amounts(self, d: Decision) -> dict[str, float]:
-        return {k: v for k, v in d.job.rule.resources.items() if k in self.capacity}
+        capacity = self.capacity
+        return {k: v for k, v in d.job.rule.resources.items() if k in capacity} if capacity else {}
 
 
 def numeric_resources(decisions: list[Decision]) -> set[str]:
@@ -207,7 +214,7 @@ def check_limits(decisions: list[Decision], limits: dict[str, float]) -> None:
                                  hint=f"pass --resources {name}=N or change the rule's resources")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     decision: Decision
     started: float
