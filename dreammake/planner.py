@@ -144,10 +144,9 @@ class Planner:
         decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
         if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
             return self._stale(decision, "forced", "forced")
-        records = self._output_records(decision)
+        records, untracked = self._output_records(decision)
         if records is None:
-            return decision  # missing
-        untracked = next((path for path, record, _ in records if record is None), None)
+            return decision  # an output is missing
         if rebuilt_input is not None:
             if untracked is not None:
                 return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
@@ -181,9 +180,11 @@ class Planner:
             input_hashes.append(value)
         return input_hashes, rebuilt_input
 
-    def _output_records(self, decision: Decision) -> list[tuple[str, Any, str]] | None:
-        """(path, record or None, content hash) per output; None (the decision made stale) when one is missing."""
+    def _output_records(self, decision: Decision) -> tuple[list[tuple[str, Any, str]] | None, str | None]:
+        """(path, record or None, content hash) per output, and the first output without a record; no records
+        (the decision made stale) when an output is missing."""
         records = []
+        untracked = None
         hashes = self._hashes
         for _, path in decision.job.outputs:
             current = hashes.get(path, _UNKNOWN)
@@ -191,9 +192,12 @@ class Planner:
                 current = hashes[path] = self.hasher.content_hash(path)
             if current is None:
                 self._stale(decision, "missing", f"{path} is missing")
-                return None
-            records.append((path, self.records.get(path), current))
-        return records
+                return None, None
+            record = self.records.get(path)
+            if record is None:
+                untracked = untracked or path
+            records.append((path, record, current))
+        return records, untracked
 
     def _compare(self, decision: Decision, records: list[tuple[str, Any, str]], untracked: str | None) -> Decision:
         """Outputs that differ from their records: adopted when their metadata says so, else the reason."""
