@@ -144,6 +144,9 @@ class Claim:
     token: bool = False
 
 
+_NOTHING = Claim({})  # shared by the claims of jobs that take neither resources nor a token (never mutated)
+
+
 class Slots:
     """At most `jobs` at once, within `capacity` per resource; beyond the first running job, only with a token
     from make's jobserver (the first uses the implicit slot make gave this process)."""
@@ -175,9 +178,10 @@ class Slots:
             if not token:
                 self.waiting_for_token = True
                 return None
-        claim = Claim(self._amounts(d), token)
+        amounts = self._amounts(d)
+        claim = Claim(amounts, token) if amounts or token else _NOTHING  # (most jobs claim nothing but a slot)
         self.busy += 1
-        for name, amount in claim.resources.items():
+        for name, amount in amounts.items():
             self.in_use[name] += amount
         return claim
 
@@ -261,8 +265,8 @@ class Scheduler:
             self._loop(run)
         except KeyboardInterrupt:
             summary.interrupted = True
-            for finished in self.launcher.interrupt():
-                self._finished(finished, summary)
+            for f in self.launcher.interrupt():
+                self._finished(f.decision, f.records, f.started, summary)
         finally:
             self.console.stop_progress()
             run.slots.close()
@@ -326,7 +330,7 @@ class Scheduler:
         if isinstance(outcome, DreamError):
             self._failed(run, job.decision, outcome)
             return
-        self._finished(Finished(job.decision, outcome, job.started), run.summary)
+        self._finished(job.decision, outcome, job.started, run.summary)
         run.queue.finished(job.decision)
 
     def _failed(self, run: _Run, d: Decision, exc: DreamError) -> None:
@@ -340,11 +344,11 @@ class Scheduler:
         run.summary.skipped.extend(run.queue.downstream(d))
         run.stop = run.stop or not self.keep_going
 
-    def _finished(self, finished: Finished, summary: Summary) -> None:
+    def _finished(self, d: Decision, records: list[TargetRecord], started: float, summary: Summary) -> None:
         """A job succeeded: hand its records to the planner (committed at once when it was slow) and say so."""
-        records, name = finished.records, finished.decision.job.name
+        name = d.job.name
         self.planner.record(records)
-        took = time.monotonic() - finished.started
+        took = time.monotonic() - started
         if took >= FLUSH_EVERY_S:
             self._commit()
         summary.ran.append(name)
