@@ -6,6 +6,7 @@ a plugin's), which subclass `Action`; `is_action` tells them apart, everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -15,9 +16,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from dreammake.errors import DreamError
 from dreammake.fingerprint import code_hash, digest, hash_data
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from dreammake.graph import Job
     from dreammake.state import State
 
@@ -60,14 +64,24 @@ class JobContext:
                 return path
         raise KeyError(f"rule {self.job.rule.name!r} has no input {name!r}")
 
-    def write_batches(self, key: str, batches: Iterable[Any]) -> int:
-        """Stream tables/batches into output `key` (Parquet with metadata); returns the row count."""
+    def write_batches(self, key: str, batches: Iterable[Any], schema: pa.Schema | None = None) -> int:
+        """Stream tables/batches into output `key` (Parquet with metadata); returns the row count.
+
+        `schema` is the file's schema when no batch arrives. Stops with a DreamError between batches once the
+        run is cancelled (Ctrl-C); the temp file is closed either way."""
         from dreammake.tables import TableWriter
 
         writer = TableWriter(self.outputs[key], self.job.rule.name, self.fingerprint)
-        for batch in batches:
-            writer.write(batch)
-        self.written[key] = (writer.rows, writer.close())
+        try:
+            for batch in batches:
+                if self.cancel.is_set():
+                    raise DreamError(f"rule {self.job.rule.name!r}: interrupted", self.job.rule.where)
+                writer.write(batch)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error matters, not a failed close of a temp file
+                writer.close(schema)
+            raise
+        self.written[key] = (writer.rows, writer.close(schema))
         return writer.rows
 
     def track(self, description: str, total: int) -> Callable[[int], None]:

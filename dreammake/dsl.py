@@ -11,7 +11,7 @@ import linecache
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -274,5 +274,4 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
     return workflow
 
 
-UserFunction = Callable[..., Any]
 __all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]

@@ -1,19 +1,28 @@
-"""Executors: run stale jobs in dependency order (`Scheduler`), here on a pool of worker threads.
+"""Executors: run stale jobs in dependency order, in small parts.
 
-The coordinating (main) thread is the only one that writes the state database; workers
-return records. Finished outputs are committed at least every quarter second (and at once
-after any job that took longer), so an interrupted or killed run keeps them; outputs placed
-but not yet committed when a run is killed are adopted by the next run (`dreammake.adopt`). Heavy
-actions (generation, training) release the GIL or run in their own processes, so threads
-are enough to keep `-j N` busy. `dreammake.slurm.SlurmExecutor` reuses the same loop.
+* `ReadyQueue`: stale jobs whose upstream jobs have all ended well, in plan order; a finished job releases its
+  dependants, a failed one names everything downstream (those never become ready).
+* `Slots`: what may start now: at most `-j` jobs, within the resource limits (`gpus` auto-detected without
+  importing torch), and beyond the first running job only with a token from make's jobserver.
+* a `Launcher`: how a job starts and how its end is learned. `ThreadLauncher` runs jobs on a pool of threads in
+  this process; `dreammake.slurm.SlurmLauncher` submits them with sbatch (and runs a few here on a ThreadLauncher).
+* `Scheduler`: the loop over those parts with early cutoff, keep-going and Ctrl-C. `LocalExecutor` and
+  `dreammake.slurm.SlurmExecutor` are schedulers built with their launcher.
+
+The coordinating (main) thread is the only one that writes the state database: workers return records, which
+the scheduler hands to the planner (`Planner.record`) and commits (`Planner.commit`) at least every quarter second
+(and at once after any job that took longer), so an interrupted or killed run keeps them; outputs placed but not
+yet committed when a run is killed are adopted by the next run (`dreammake.adopt`). Heavy actions (generation,
+training) release the GIL or run in their own processes, so threads are enough to keep `-j N` busy.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dreammake.console import Console
 from dreammake.errors import DreamError
@@ -24,6 +33,7 @@ from dreammake.runner import JobRunner
 from dreammake.state import TargetRecord
 
 FLUSH_EVERY_S = 0.25  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
+TOKEN_RETRY_S = 0.05  # how soon to ask make's jobserver again when it had no token
 
 
 @dataclass
@@ -40,63 +50,207 @@ class Summary:
 Outcome = list[TargetRecord] | DreamError  # how a job ended: its records, or its error
 
 
-class Scheduler:
-    """Runs stale jobs in dependency order with at most `jobs` at once, within the resource limits
-    (and make's jobserver), with early cutoff, keep-going and Ctrl-C handling.
+@dataclass(slots=True)
+class Finished:
+    """A job that ended well: its decision, its records and when it started (time.monotonic)."""
 
-    Subclasses say how a job starts (`_start`, returning a handle) and how its end is learned
-    (`_wait`); records are written to the state database by this (the coordinating) thread only.
-    """
+    decision: Decision
+    records: list[TargetRecord]
+    started: float
 
-    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
-                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
-                 jobserver: JobServer | None = None):
+
+class Launcher(Protocol):
+    """How jobs start and how their end is learned; the scheduler calls these from the main thread only."""
+
+    def default_limits(self, needed: set[str]) -> dict[str, float]:
+        """Limits for the resources in `needed` (used by rules, not limited on the command line)."""
+        ...
+
+    def open(self) -> None:
+        """Called once before the first job starts."""
+        ...
+
+    def start(self, decision: Decision) -> Hashable:
+        """Start a job; returns a handle that `wait` reports when it ends. A DreamError: it could not start."""
+        ...
+
+    def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        """Wait up to `timeout` s for running jobs to end: their records, or the error they failed with."""
+        ...
+
+    def interrupt(self) -> list[Finished]:
+        """Ctrl-C: stop running jobs and remove their temp outputs; returns those that had finished anyway."""
+        ...
+
+    def close(self, interrupted: bool) -> None:
+        """Called once at the end of a run."""
+        ...
+
+
+class ReadyQueue:
+    """The stale jobs of a run: those ready to start (in plan order), and who waits on whom."""
+
+    def __init__(self, stale: list[Decision]):
+        members = {id(d.job) for d in stale}
+        self._waiting: dict[int, int] = {}
+        self._dependants: dict[int, list[Decision]] = {}
+        for d in stale:
+            deps = [dep for dep in d.job.deps if id(dep) in members]
+            self._waiting[id(d.job)] = len(deps)
+            for dep in deps:
+                self._dependants.setdefault(id(dep), []).append(d)
+        self.ready = [d for d in stale if self._waiting[id(d.job)] == 0]
+
+    def __bool__(self) -> bool:
+        return bool(self.ready)
+
+    def first(self, fits: Callable[[Decision], bool]) -> Decision | None:
+        """The first ready job for which `fits` holds (still in the queue), else None."""
+        for d in self.ready:
+            if fits(d):
+                return d
+        return None
+
+    def remove(self, d: Decision) -> None:
+        """Take a job off the queue (it starts, or is cut off)."""
+        self.ready.remove(d)
+
+    def finished(self, d: Decision) -> None:
+        """A job ended well: its dependants whose other upstream jobs ended too become ready."""
+        for child in self._dependants.get(id(d.job), ()):
+            self._waiting[id(child.job)] -= 1
+            if self._waiting[id(child.job)] == 0:
+                self.ready.append(child)
+
+    def downstream(self, d: Decision) -> list[str]:
+        """Names of every job below a failed one; they never become ready (it never releases them)."""
+        stack = list(self._dependants.get(id(d.job), ()))
+        seen: set[int] = set()
+        names = []
+        while stack:
+            child = stack.pop()
+            if id(child.job) not in seen:
+                seen.add(id(child.job))
+                names.append(child.job.name)
+                stack.extend(self._dependants.get(id(child.job), ()))
+        return names
+
+
+@dataclass(slots=True)
+class Claim:
+    """What a started job holds: its resources and whether it took a jobserver token."""
+
+    resources: dict[str, float]
+    token: bool = False
+
+
+_NOTHING = Claim({})  # shared by the claims of jobs that take neither resources nor a token (never mutated)
+
+
+class Slots:
+    """At most `jobs` at once, within `capacity` per resource; beyond the first running job, only with a token
+    from make's jobserver (the first uses the implicit slot make gave this process)."""
+
+    def __init__(self, jobs: int, capacity: dict[str, float], jobserver: JobServer | None = None):
+        self.jobs = max(1, jobs)
+        self.capacity = dict(capacity)
+        self.in_use = {k: 0.0 for k in capacity}
         self.jobserver = jobserver
+        self.busy = 0
+        self.waiting_for_token = False  # make had no token free on the last claim
+
+    def free(self) -> bool:
+        """Whether fewer than `jobs` jobs hold a slot."""
+        return self.busy < self.jobs
+
+    def fits(self, d: Decision) -> bool:
+        """Whether the job's resources fit beside those of the running jobs."""
+        capacity = self.capacity
+        if not capacity:
+            return True
+        return all(self.in_use[k] + v <= capacity[k] for k, v in d.job.rule.resources.items() if k in capacity)
+
+    def claim(self, d: Decision) -> Claim | None:
+        """Take a slot (and the job's resources) for `d`; None when make's jobserver has no token for it."""
+        token = False
+        if self.busy and self.jobserver is not None:
+            token = self.jobserver.try_acquire()
+            if not token:
+                self.waiting_for_token = True
+                return None
+        amounts = self._amounts(d)
+        claim = Claim(amounts, token) if amounts or token else _NOTHING  # (most jobs claim nothing but a slot)
+        self.busy += 1
+        for name, amount in amounts.items():
+            self.in_use[name] += amount
+        return claim
+
+    def release(self, claim: Claim) -> None:
+        """Give back what `claim` took."""
+        self.busy -= 1
+        for name, amount in claim.resources.items():
+            self.in_use[name] -= amount
+        if claim.token and self.jobserver is not None:
+            self.jobserver.release()
+
+    def close(self) -> None:
+        """End of the run: let go of make's jobserver."""
+        if self.jobserver is not None:
+            self.jobserver.close()
+
+    def _amounts(self, d: Decision) -> dict[str, float]:
+        capacity = self.capacity
+        return {k: v for k, v in d.job.rule.resources.items() if k in capacity} if capacity else {}
+
+
+def numeric_resources(decisions: list[Decision]) -> set[str]:
+    """The resources the jobs ask a (non-zero) amount of."""
+    return {k for d in decisions for k, v in d.job.rule.resources.items() if isinstance(v, (int, float)) and v}
+
+
+def check_limits(decisions: list[Decision], limits: dict[str, float]) -> None:
+    """Fail before anything runs when a job needs more of a resource than the limit."""
+    for d in decisions:
+        for name, amount in d.job.rule.resources.items():
+            if isinstance(amount, (int, float)) and name in limits and amount > limits[name]:
+                raise DreamError(f"rule {d.job.rule.name!r} needs {name}={amount} but only {limits[name]:g}"
+                                 " are available", d.job.rule.where,
+                                 hint=f"pass --resources {name}=N or change the rule's resources")
+
+
+@dataclass(slots=True)
+class _Running:
+    decision: Decision
+    started: float
+    claim: Claim
+
+
+@dataclass
+class _Run:
+    """The moving parts of one run."""
+
+    queue: ReadyQueue
+    slots: Slots
+    summary: Summary
+    running: dict[Hashable, _Running] = field(default_factory=dict)
+    stop: bool = False  # a job failed without --keep-going: start nothing more
+
+
+class Scheduler:
+    """Runs stale jobs in dependency order with at most `jobs` at once, within the resource limits (and make's
+    jobserver), with early cutoff, keep-going and Ctrl-C handling; `launcher` starts the jobs."""
+
+    def __init__(self, planner: Planner, console: Console, launcher: Launcher, jobs: int = 1,
+                 keep_going: bool = False, resources: dict[str, float] | None = None,
+                 jobserver: JobServer | None = None):
         self.planner = planner
-        self.runner = runner
         self.console = console
+        self.launcher = launcher
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.limits = dict(resources or {})
-        self.run_id = run_id
-        self._pending_records: list[TargetRecord] = []
-        self._last_flush = time.monotonic()
-
-    # -- what subclasses provide ---------------------------------------------------------------
-    def _default_limits(self, needed: set[str]) -> dict[str, float]:
-        """Limits for resources the rules use and the command line did not limit."""
-        return {}
-
-    def _open(self) -> None:
-        """Called once before the first job starts."""
-
-    def _start(self, decision: Decision) -> Hashable:
-        """Start a job; returns a handle that `_wait` reports when the job ends."""
-        raise NotImplementedError
-
-    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
-        """Wait up to `timeout` s for running jobs to end: their records, or the error they failed with."""
-        raise NotImplementedError
-
-    def _interrupt(self, summary: Summary) -> None:
-        """Ctrl-C: stop running jobs and remove their temp outputs."""
-        self.runner.cancel.set()
-        self.runner.cleanup()
-
-    def _close(self, interrupted: bool) -> None:
-        """Called once at the end of a run."""
-
-    # -- the loop ------------------------------------------------------------------------------
-    def _capacity(self, decisions: list[Decision]) -> dict[str, float]:
-        needed = {k for d in decisions for k, v in d.job.rule.resources.items() if isinstance(v, (int, float)) and v}
-        limits = {**self._default_limits(needed - set(self.limits)), **self.limits}
-        for d in decisions:
-            for name, amount in d.job.rule.resources.items():
-                if isinstance(amount, (int, float)) and name in limits and amount > limits[name]:
-                    raise DreamError(f"rule {d.job.rule.name!r} needs {name}={amount} but only {limits[name]:g}"
-                                     " are available", d.job.rule.where,
-                                     hint=f"pass --resources {name}=N or change the rule's resources")
-        return limits
+        self.jobserver = jobserver
+        self._last_commit = time.monotonic()
 
     def run(self, decisions: list[Decision]) -> Summary:
         """Run the stale decisions (already in topological order)."""
@@ -104,158 +258,137 @@ class Scheduler:
         summary = Summary()
         if not stale:
             return summary
-        capacity = self._capacity(stale)
-        in_use: dict[str, float] = {k: 0.0 for k in capacity}
-        members = {id(d.job) for d in stale}
-        waiting_on = {id(d.job): sum(1 for dep in d.job.deps if id(dep) in members) for d in stale}
-        dependants: dict[int, list[Decision]] = {}
-        for d in stale:
-            for dep in d.job.deps:
-                if id(dep) in members:
-                    dependants.setdefault(id(dep), []).append(d)
-        ready = [d for d in stale if waiting_on[id(d.job)] == 0]
-        running: dict[Hashable, tuple[Decision, float]] = {}
-        tokens: dict[Hashable, bool] = {}  # which running jobs hold a jobserver token
-        stop = False
+        run = _Run(ReadyQueue(stale), self._slots(stale), summary)
         self.console.start_progress(len(stale))
-        self._open()
+        self.launcher.open()
         try:
-            while ready or running:
-                waiting_for_token = False
-                while ready and not stop and len(running) < self.jobs:
-                    d = self._next_fitting(ready, capacity, in_use)
-                    if d is None:
-                        break
-                    token = False
-                    if running and self.jobserver is not None:  # beyond our implicit slot, make must agree
-                        token = self.jobserver.try_acquire()
-                        if not token:
-                            waiting_for_token = True
-                            break
-                    ready.remove(d)
-                    fresh = self.planner.decide(d.job)  # inputs are final now: real hashes, early cutoff
-                    if not fresh.stale:
-                        if token:
-                            self.jobserver.release()
-                        summary.cut_off.append(d.job.name)
-                        self.console.line("skip", f"unchanged {d.job.name} (its inputs' content did not change)")
-                        self._release_dependants(d, dependants, waiting_on, ready)
-                        self.console.advance()
-                        continue
-                    self.console.line("run", f"run {d.job.name}: {fresh.detail}")
-                    try:
-                        handle = self._start(fresh)
-                    except DreamError as exc:  # e.g. sbatch refused the job
-                        if token:
-                            self.jobserver.release()
-                        self.console.advance()
-                        stop = self._failed(d, exc, dependants, summary) or stop
-                        continue
-                    for name, amount in d.job.rule.resources.items():
-                        if name in in_use:
-                            in_use[name] += amount
-                    running[handle] = (fresh, time.monotonic())
-                    tokens[handle] = token
-                if not running:
-                    break
-                timeout = 0.05 if waiting_for_token else FLUSH_EVERY_S
-                for handle, outcome in self._wait(list(running), timeout):
-                    d, started = running.pop(handle)
-                    if tokens.pop(handle) and self.jobserver is not None:
-                        self.jobserver.release()
-                    for name, amount in d.job.rule.resources.items():
-                        if name in in_use:
-                            in_use[name] -= amount
-                    self.console.advance()
-                    if isinstance(outcome, DreamError):
-                        stop = self._failed(d, outcome, dependants, summary) or stop
-                        continue
-                    self._finished(d, outcome, started, summary)
-                    self._release_dependants(d, dependants, waiting_on, ready)
-                self._maybe_flush()
+            self._loop(run)
         except KeyboardInterrupt:
             summary.interrupted = True
-            self._interrupt(summary)
+            for f in self.launcher.interrupt():
+                self._finished(f.decision, f.records, f.started, summary)
         finally:
             self.console.stop_progress()
-            if self.jobserver is not None:
-                self.jobserver.close()
-            self._flush()
-            self._close(summary.interrupted)
-        summary.skipped.extend(d.job.name for d in ready if stop)
+            run.slots.close()
+            self._commit()
+            self.launcher.close(summary.interrupted)
+        if run.stop:
+            summary.skipped.extend(d.job.name for d in run.queue.ready)
         return summary
 
-    def _failed(self, d: Decision, exc: DreamError, dependants: dict[int, list[Decision]], summary: Summary) -> bool:
-        """A job failed: report it and skip what depends on it. True when the run should stop."""
-        summary.failed.append((d.job.name, exc))
+    def _slots(self, stale: list[Decision]) -> Slots:
+        needed = numeric_resources(stale) - set(self.limits)
+        limits = {**self.launcher.default_limits(needed), **self.limits}
+        check_limits(stale, limits)
+        return Slots(self.jobs, limits, self.jobserver)
+
+    def _loop(self, run: _Run) -> None:
+        while run.queue or run.running:
+            self._start_ready(run)
+            if not run.running:
+                return
+            timeout = TOKEN_RETRY_S if run.slots.waiting_for_token else FLUSH_EVERY_S
+            for handle, outcome in self.launcher.wait(list(run.running), timeout):
+                self._ended(run, handle, outcome)
+            self._maybe_commit()
+
+    def _start_ready(self, run: _Run) -> None:
+        """Start ready jobs while slots are free, in queue order (the first that fits)."""
+        run.slots.waiting_for_token = False
+        while run.queue and not run.stop and run.slots.free():
+            d = run.queue.first(run.slots.fits)
+            claim = None if d is None else run.slots.claim(d)
+            if d is None or claim is None:
+                return
+            run.queue.remove(d)
+            self._start(run, d, claim)
+
+    def _start(self, run: _Run, d: Decision, claim: Claim) -> None:
+        """Decide again with the inputs final (early cutoff), then start the job."""
+        fresh = self.planner.decide(d.job)
+        if not fresh.stale:
+            run.slots.release(claim)
+            run.summary.cut_off.append(d.job.name)
+            self.console.line("skip", f"unchanged {d.job.name} (its inputs' content did not change)")
+            run.queue.finished(d)
+            self.console.advance()
+            return
+        self.console.line("run", f"run {d.job.name}: {fresh.detail}")
+        try:
+            handle = self.launcher.start(fresh)
+        except DreamError as exc:  # e.g. sbatch refused the job
+            run.slots.release(claim)
+            self.console.advance()
+            self._failed(run, d, exc)
+            return
+        run.running[handle] = _Running(fresh, time.monotonic(), claim)
+
+    def _ended(self, run: _Run, handle: Hashable, outcome: Outcome) -> None:
+        job = run.running.pop(handle)
+        run.slots.release(job.claim)
+        self.console.advance()
+        if isinstance(outcome, DreamError):
+            self._failed(run, job.decision, outcome)
+            return
+        self._finished(job.decision, outcome, job.started, run.summary)
+        run.queue.finished(job.decision)
+
+    def _failed(self, run: _Run, d: Decision, exc: DreamError) -> None:
+        """A job failed: report it and skip what depends on it; without keep-going, start nothing more."""
+        run.summary.failed.append((d.job.name, exc))
         self.console.error(exc.one_line())
         if self.console.debug and exc.__cause__ is not None:
             import traceback
 
             traceback.print_exception(exc.__cause__)
-        self._skip_downstream(d, dependants, summary)
-        return not self.keep_going
+        run.summary.skipped.extend(run.queue.downstream(d))
+        run.stop = run.stop or not self.keep_going
 
     def _finished(self, d: Decision, records: list[TargetRecord], started: float, summary: Summary) -> None:
-        """A job succeeded: keep its records (flushed at once when it was slow) and say so."""
-        self._pending_records.extend(records)
-        if time.monotonic() - started >= FLUSH_EVERY_S:
-            self._flush()
-        summary.ran.append(d.job.name)
+        """A job succeeded: hand its records to the planner (committed at once when it was slow) and say so."""
+        name = d.job.name
+        self.planner.record(records)
+        took = time.monotonic() - started
+        if took >= FLUSH_EVERY_S:
+            self._commit()
+        summary.ran.append(name)
         rows = sum(r.rows or 0 for r in records)
         extra = f", {rows:,} rows" if any(r.rows is not None for r in records) else ""
-        self.console.line("done", f"done {d.job.name} ({time.monotonic() - started:.1f}s{extra})")
+        self.console.line("done", f"done {name} ({took:.1f}s{extra})")
 
-    @staticmethod
-    def _next_fitting(ready: list[Decision], capacity: dict[str, float], in_use: dict[str, float]) -> Decision | None:
-        for d in ready:
-            if all(in_use.get(k, 0) + v <= capacity[k] for k, v in d.job.rule.resources.items() if k in capacity):
-                return d
-        return None
+    def _maybe_commit(self) -> None:
+        if self.planner.uncommitted and time.monotonic() - self._last_commit >= FLUSH_EVERY_S:
+            self._commit()
 
-    def _release_dependants(self, d: Decision, dependants: dict[int, list[Decision]], waiting_on: dict[int, int],
-                            ready: list[Decision]) -> None:
-        for child in dependants.get(id(d.job), ()):
-            waiting_on[id(child.job)] -= 1
-            if waiting_on[id(child.job)] == 0:
-                ready.append(child)
-
-    def _skip_downstream(self, d: Decision, dependants: dict[int, list[Decision]], summary: Summary) -> None:
-        stack = list(dependants.get(id(d.job), ()))
-        seen: set[int] = set()
-        while stack:
-            child = stack.pop()
-            if id(child.job) in seen:
-                continue
-            seen.add(id(child.job))
-            summary.skipped.append(child.job.name)
-            stack.extend(dependants.get(id(child.job), ()))
-        # they never become ready: the failed job never releases them
-
-    def _maybe_flush(self) -> None:
-        if (self._pending_records or self.planner.adopted) and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
-            self._flush()
-
-    def _flush(self) -> None:
-        records, self._pending_records = self._pending_records, []
-        self.planner.state.record_targets(records + self.planner.take_adopted())
-        self.planner.state.flush_files()
-        self._last_flush = time.monotonic()
+    def _commit(self) -> None:
+        self.planner.commit()
+        self._last_commit = time.monotonic()
 
 
-class LocalExecutor(Scheduler):
-    """Runs jobs on a pool of threads in this process, within the declared resource limits."""
+class ThreadLauncher:
+    """Runs jobs on a pool of `jobs` threads in this process (`JobRunner.run`: execute, then place)."""
 
-    def _default_limits(self, needed: set[str]) -> dict[str, float]:
+    def __init__(self, runner: JobRunner, jobs: int, run_id: int | None = None):
+        self.runner = runner
+        self.jobs = max(1, jobs)
+        self.run_id = run_id
+        self._pool: ThreadPoolExecutor | None = None
+
+    def default_limits(self, needed: set[str]) -> dict[str, float]:
+        """The GPUs of this machine, when rules ask for GPUs."""
         return {"gpus": detect_gpus()} if "gpus" in needed else {}
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Start the thread pool."""
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
 
-    def _start(self, decision: Decision) -> Hashable:
+    def start(self, decision: Decision) -> Hashable:
+        """Submit the job to the pool; its future is the handle."""
+        assert self._pool is not None, "open() first"
         return self._pool.submit(self.runner.run, decision, self.run_id)
 
-    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+    def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        """The futures among `handles` that end within `timeout` s (sleeps that long when there are none)."""
         futures: list[Future[list[TargetRecord]]] = [h for h in handles if isinstance(h, Future)]
         if not futures:
             time.sleep(timeout)
@@ -263,8 +396,26 @@ class LocalExecutor(Scheduler):
         done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         return [(fut, _outcome(fut)) for fut in done]
 
-    def _close(self, interrupted: bool) -> None:
-        self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+    def interrupt(self) -> list[Finished]:
+        """Tell running actions to stop and remove the temp outputs of unfinished jobs."""
+        self.runner.cancel.set()
+        self.runner.cleanup()
+        return []
+
+    def close(self, interrupted: bool) -> None:
+        """Shut the pool down (without waiting for running threads after Ctrl-C)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+class LocalExecutor(Scheduler):
+    """A scheduler that runs jobs on a pool of `-j N` threads in this process, within the resource limits."""
+
+    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
+                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
+                 jobserver: JobServer | None = None):
+        super().__init__(planner, console, ThreadLauncher(runner, jobs, run_id), jobs, keep_going, resources,
+                         jobserver)
 
 
 def _outcome(fut: Future[list[TargetRecord]]) -> Outcome:

@@ -23,11 +23,6 @@ def is_folder(path: str) -> bool:
     return os.fspath(path).endswith(("/", os.sep))
 
 
-def has_wildcards(path: str) -> bool:
-    """True when the path contains `{name}` wildcards."""
-    return "{" in path
-
-
 def without_wildcards(path: str) -> str:
     """The path with each `{name}` wildcard replaced by a plain name (to check where a pattern points)."""
     return _WILDCARD.sub("w", path)
@@ -38,10 +33,6 @@ class Pattern:
     """An output path with wildcards, e.g. `targets/{split}.parquet`."""
 
     text: str
-
-    @cached_property
-    def names(self) -> tuple[str, ...]:
-        return tuple(m.group(1) for m in _WILDCARD.finditer(self.text))
 
     @cached_property
     def regex(self) -> re.Pattern[str]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dreammake.actions import Identity, identify
+from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError
 from dreammake.filehash import Hasher
 from dreammake.fingerprint import COMPONENTS, digest
 from dreammake.graph import Graph, Job
-from dreammake.state import State, TargetRecord
+from dreammake.state import State, TargetRecord, stat_signature
 
 _UNKNOWN: Any = object()  # not hashed yet this run (None means: the file does not exist)
 REASON_ORDER = ("forced", "missing", "untracked", "modified", "kind", "code", "params", "model", "input")
@@ -61,6 +62,7 @@ class Planner:
         self.changed_files = self.hasher.changed  # paths whose content changed since it was last hashed
         self.adopted: list[TargetRecord] = []  # targets recognised by their build metadata, not yet recorded
         self.adopted_total = 0
+        self._built: list[TargetRecord] = []  # records of finished jobs, not yet committed
 
     # -- content hashes ----------------------------------------------------------------------
     def content_hash(self, path: str, fresh: bool = False) -> str | None:
@@ -74,9 +76,44 @@ class Planner:
         """Every input and output path whose content this planner looked at."""
         return list(self._hashes)
 
-    def set_hash(self, path: str, value: str | None) -> None:
-        """Tell the planner the new content hash of a just-built output."""
-        self._hashes[path] = value
+    # -- recording built outputs (the runner and the scheduler call these, from the main thread) ----
+    def built_hash(self, tmp: str, folder: bool) -> str | None:
+        """Content hash of a just-built output at its temp path."""
+        return self.hasher.folder_hash(tmp) if folder else hash_file_bytes(tmp)
+
+    def unchanged(self, path: str, new_hash: str | None, new_data_hash: str | None) -> str | None:
+        """When the existing recorded output at `path` already holds what a build just produced (same table data,
+        or same bytes) and was not edited by hand, its content hash (early cutoff keeps it); else None."""
+        record = self.records.get(path)
+        if record is None:
+            return None
+        current = self.content_hash(path, fresh=True)
+        same_data = new_data_hash is not None and new_data_hash == record[2]
+        return current if current == record[1] and (same_data or new_hash == current) else None
+
+    def placed(self, tmp: str, path: str, new_hash: str | None, folder: bool) -> None:
+        """A built output was renamed from `tmp` to `path`: remember its hash (and that it changed)."""
+        if folder:
+            self.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds
+        else:
+            self.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
+        self._hashes[path] = new_hash
+        self.changed_files.add(path)
+
+    def record(self, records: list[TargetRecord]) -> None:
+        """Keep the records of a finished job's outputs until the next `commit`."""
+        self._built.extend(records)
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether records (built or adopted) wait for a `commit`."""
+        return bool(self._built or self.adopted)
+
+    def commit(self) -> None:
+        """Write the waiting records and the file-hash cache to the state database."""
+        built, self._built = self._built, []
+        self.state.record_targets(built + self.take_adopted())
+        self.state.flush_files()
 
     # -- fingerprints ------------------------------------------------------------------------
     def identity(self, job: Job) -> Identity:
@@ -99,11 +136,32 @@ class Planner:
     # -- decisions ---------------------------------------------------------------------------
     def decide(self, job: Job, will_run: set[int] | None = None) -> Decision:
         """Check one job. `will_run` holds ids of upstream jobs that are going to run (dry-run)."""
+        input_hashes, rebuilt_input = self._input_hashes(job, will_run)
+        if not job.outputs:
+            return Decision(job, None)
+        ident = self.identity(job)
+        inputs = self.inputs_hash(job, input_hashes)
+        decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
+        if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
+            return self._stale(decision, "forced", "forced")
+        records, untracked = self._output_records(decision)
+        if records is None:
+            return decision  # an output is missing
+        if rebuilt_input is not None:
+            if untracked is not None:
+                return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
+            return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
+        if untracked is None and all(r[0] == decision.fingerprint and c == r[1] for _, r, c in records):
+            return decision
+        return self._compare(decision, records, untracked)
+
+    def _input_hashes(self, job: Job, will_run: set[int] | None) -> tuple[list[str | None], str | None]:
+        """The content hashes of a job's inputs (None for one that will be rebuilt), and the first input that
+        will be rebuilt or does not exist yet (None when there is none)."""
         input_hashes: list[str | None] = []
         rebuilt_input = None
         producers = self.graph.producer
         hashes = self._hashes
-        hash_of = self.hasher.content_hash
         for _, path in job.inputs:
             if will_run:
                 producer = producers.get(path)
@@ -113,39 +171,36 @@ class Planner:
                     continue
             value = hashes.get(path, _UNKNOWN)
             if value is _UNKNOWN:
-                value = hashes[path] = hash_of(path)
+                value = hashes[path] = self.hasher.content_hash(path)
             if value is None:
                 if producers.get(path) is None:
                     raise DreamError(f"rule {job.rule.name!r} needs {path}, which does not exist and no rule makes"
                                      " it", job.rule.where)
                 rebuilt_input = rebuilt_input or path
             input_hashes.append(value)
-        if not job.outputs:
-            return Decision(job, None)
-        ident = self.identity(job)
-        inputs = self.inputs_hash(job, input_hashes)
-        decision = Decision(job, None, "", ident.fingerprint(inputs), ident, inputs)
+        return input_hashes, rebuilt_input
 
-        if self.force_all or (self.forced and any(p in self.forced for _, p in job.outputs)):
-            return self._stale(decision, "forced", "forced")
+    def _output_records(self, decision: Decision) -> tuple[list[tuple[str, Any, str]] | None, str | None]:
+        """(path, record or None, content hash) per output, and the first output without a record; no records
+        (the decision made stale) when an output is missing."""
         records = []
         untracked = None
-        for _, path in job.outputs:
+        hashes = self._hashes
+        for _, path in decision.job.outputs:
             current = hashes.get(path, _UNKNOWN)
             if current is _UNKNOWN:
-                current = hashes[path] = hash_of(path)
+                current = hashes[path] = self.hasher.content_hash(path)
             if current is None:
-                return self._stale(decision, "missing", f"{path} is missing")
+                self._stale(decision, "missing", f"{path} is missing")
+                return None, None
             record = self.records.get(path)
             if record is None:
                 untracked = untracked or path
             records.append((path, record, current))
-        if rebuilt_input is not None:
-            if untracked is not None:
-                return self._stale(decision, "untracked", f"{untracked} was not built by dreammake")
-            return self._stale(decision, "input", f"input {rebuilt_input} will be rebuilt")
-        if untracked is None and all(r[0] == decision.fingerprint and c == r[1] for _, r, c in records):
-            return decision
+        return records, untracked
+
+    def _compare(self, decision: Decision, records: list[tuple[str, Any, str]], untracked: str | None) -> Decision:
+        """Outputs that differ from their records: adopted when their metadata says so, else the reason."""
         if self._adopt(decision, records):
             return decision
         if untracked is not None:
@@ -155,7 +210,7 @@ class Planner:
                 return self._stale(decision, "modified", f"{path} was changed by hand")
         for path, record, _ in records:
             if record[0] != decision.fingerprint:
-                return self._changed_components(decision, job, self.state.components(path))
+                return self._changed_components(decision, decision.job, self.state.components(path))
         return decision
 
     def _adopt(self, decision: Decision, records: list[tuple[str, Any, str]]) -> bool:

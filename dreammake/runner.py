@@ -20,11 +20,10 @@ from typing import Any
 
 from dreammake.actions import JobContext, function_arguments, is_action, work_path
 from dreammake.adopt import write_marker
-from dreammake.content import hash_file_bytes
 from dreammake.errors import DreamError, JobFailed
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
-from dreammake.state import State, TargetRecord, stat_signature
+from dreammake.state import State, TargetRecord
 from dreammake.tables import to_table, write_table
 from dreammake.targets import TEMP_MARK, is_table_path, remove_path, target_for, temp_path
 
@@ -247,33 +246,21 @@ class JobRunner(ActionRunner):
         return records
 
     def _place(self, path: str, tmp: str, new_data_hash: str | None, rule: str,
-               fingerprint: str) -> tuple[str, int]:
+               fingerprint: str) -> tuple[str | None, int]:
         """Rename tmp over path, unless path already holds the same content (then keep it untouched)."""
         planner = self.planner
-        record = planner.records.get(path)
         target = target_for(path, folder=os.path.isdir(tmp))
-        if target.is_folder:
-            new_hash = planner.hasher.folder_hash(tmp)
-        else:
-            new_hash = hash_file_bytes(tmp)
-        if record is not None and target.exists():
-            current = planner.content_hash(path, fresh=True)
-            same = current == record[1] and (
-                (new_data_hash is not None and new_data_hash == record[2]) or new_hash == current)
-            if same:
-                remove_path(tmp)
-                if target.is_folder:
-                    write_marker(path, rule, fingerprint, current)
-                return current, target.size()
+        new_hash = planner.built_hash(tmp, target.is_folder)
+        current = planner.unchanged(path, new_hash, new_data_hash) if target.exists() else None
+        if current is not None:
+            remove_path(tmp)
+            if target.is_folder:
+                write_marker(path, rule, fingerprint, current)
+            return current, target.size()
         if target.is_folder:
             write_marker(tmp, rule, fingerprint, new_hash)
         target.place(tmp)
-        if target.is_folder:
-            planner.hasher.moved(tmp, path)  # the folder hash is over relative paths: new_hash still holds
-        else:
-            planner.state.remember_file(path, stat_signature(os.stat(path)), new_hash)
-        planner.set_hash(path, new_hash)
-        planner.changed_files.add(path)
+        planner.placed(tmp, path, new_hash, target.is_folder)
         return new_hash, target.size()
 
 

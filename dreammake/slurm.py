@@ -31,8 +31,9 @@ from typing import Any
 from dreammake.actions import is_action
 from dreammake.console import Console
 from dreammake.errors import DreamError, JobFailed
-from dreammake.executor import LocalExecutor, Outcome, Summary
+from dreammake.executor import Finished, Outcome, Scheduler, ThreadLauncher
 from dreammake.fingerprint import digest
+from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobOutput, JobRunner
 from dreammake.state import STATE_DIR
@@ -105,14 +106,17 @@ class SlurmJob:
     state: str = "PENDING"
 
 
-class SlurmExecutor(LocalExecutor):
-    """Runs jobs as Slurm batch jobs (see the module docstring); same contract as LocalExecutor."""
+class SlurmLauncher:
+    """Starts jobs with sbatch and learns their end from squeue (see the module docstring); jobs that need the
+    state database run on a `ThreadLauncher` in this process."""
 
-    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
-                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
-                 *, sbatch_args: str | Sequence[str] | None = None, poll_s: float = POLL_S,
+    def __init__(self, runner: JobRunner, console: Console, jobs: int = 1, run_id: int | None = None,
+                 sbatch_args: str | Sequence[str] | None = None, poll_s: float = POLL_S,
                  python: str = sys.executable):
-        super().__init__(planner, runner, console, jobs, keep_going, resources, run_id)
+        self.runner = runner
+        self.console = console
+        self.run_id = run_id
+        self.local = ThreadLauncher(runner, jobs, run_id)
         self.sbatch_args = split_args(sbatch_args)
         self.poll_s = poll_s
         self.python = python
@@ -120,51 +124,49 @@ class SlurmExecutor(LocalExecutor):
         self._submitted: dict[str, SlurmJob] = {}  # job id -> job, until it ends
         self._next_poll = 0.0
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], *args: Any, **kwargs: Any) -> SlurmExecutor:
-        """Built with the Dreamfile's `config["slurm_args"]` (extra sbatch arguments for every job)
-        and `config["slurm_poll_s"]` (seconds between squeue calls, default 2)."""
-        return cls(*args, sbatch_args=config.get("slurm_args"), poll_s=float(config.get("slurm_poll_s", POLL_S)),
-                   **kwargs)
+    def default_limits(self, needed: set[str]) -> dict[str, float]:
+        """None: Slurm enforces each job's request; `--resources` still caps what is in flight."""
+        return {}
 
-    # -- Scheduler hooks -----------------------------------------------------------------------
-    def _default_limits(self, needed: set[str]) -> dict[str, float]:
-        return {}  # Slurm enforces each job's request; `--resources` still caps what is in flight
-
-    def _open(self) -> None:
-        super()._open()
+    def open(self) -> None:
+        """Start the local thread pool and make this run's folder for specs, results and logs."""
+        self.local.open()
         run = f"run-{self.run_id}" if self.run_id is not None else time.strftime("run-%Y%m%d-%H%M%S")
         self.folder = os.path.join(self.runner.root, STATE_DIR, "slurm", run)
         os.makedirs(self.folder, exist_ok=True)
 
-    def _start(self, decision: Decision) -> Hashable:
+    def start(self, decision: Decision) -> Hashable:
+        """Submit the job with sbatch (a job that needs the state database runs here instead)."""
         if needs_state(decision.job.rule.action):
-            return super()._start(decision)
+            return self.local.start(decision)
         return self._submit(decision)
 
-    def _wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+    def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
+        """Local jobs that end within `timeout`; Slurm jobs that ended, asked of squeue once per `poll_s`."""
         remote = [h for h in handles if isinstance(h, SlurmJob)]
         local = [h for h in handles if not isinstance(h, SlurmJob)]
         if not remote:
-            return super()._wait(local, timeout)
-        done = super()._wait(local, max(0.0, min(timeout, self._next_poll - time.monotonic())))  # sleeps if none
+            return self.local.wait(local, timeout)
+        done = self.local.wait(local, max(0.0, min(timeout, self._next_poll - time.monotonic())))  # sleeps if none
         if time.monotonic() >= self._next_poll:
             done += [(job, self._ingest(job)) for job in self._poll(remote)]
             self._next_poll = time.monotonic() + self.poll_s
         return done
 
-    def _interrupt(self, summary: Summary) -> None:
-        """Cancel every submitted job, then keep the outputs of those that had already finished."""
+    def interrupt(self) -> list[Finished]:
+        """Cancel every submitted job, keeping the outputs of those that had already finished; stop local ones."""
+        finished = []
         for job in self._cancel_all():
             if _read_result(job.result).get("ok"):
                 outcome = self._ingest(job)
                 if not isinstance(outcome, DreamError):
-                    self._finished(job.decision, outcome, job.submitted, summary)
-        super()._interrupt(summary)
+                    finished.append(Finished(job.decision, outcome, job.submitted))
+        return finished + self.local.interrupt()
 
-    def _close(self, interrupted: bool) -> None:
-        self._cancel_all()  # only left after an unexpected error: leave nothing running on the cluster
-        super()._close(interrupted)
+    def close(self, interrupted: bool) -> None:
+        """Cancel what is left (only after an unexpected error: leave nothing running on the cluster)."""
+        self._cancel_all()
+        self.local.close(interrupted)
 
     def _cancel_all(self) -> list[SlurmJob]:
         jobs = list(self._submitted.values())
@@ -241,6 +243,24 @@ class SlurmExecutor(LocalExecutor):
             return exc
         finally:
             self.runner.release(job.temps)
+
+
+class SlurmExecutor(Scheduler):
+    """A scheduler that runs jobs as Slurm batch jobs (see the module docstring); same contract as LocalExecutor."""
+
+    def __init__(self, planner: Planner, runner: JobRunner, console: Console, jobs: int = 1,
+                 keep_going: bool = False, resources: dict[str, float] | None = None, run_id: int | None = None,
+                 jobserver: JobServer | None = None, *, sbatch_args: str | Sequence[str] | None = None,
+                 poll_s: float = POLL_S, python: str = sys.executable):
+        launcher = SlurmLauncher(runner, console, jobs, run_id, sbatch_args, poll_s, python)
+        super().__init__(planner, console, launcher, jobs, keep_going, resources, jobserver)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *args: Any, **kwargs: Any) -> SlurmExecutor:
+        """Built with the Dreamfile's `config["slurm_args"]` (extra sbatch arguments for every job)
+        and `config["slurm_poll_s"]` (seconds between squeue calls, default 2)."""
+        return cls(*args, sbatch_args=config.get("slurm_args"), poll_s=float(config.get("slurm_poll_s", POLL_S)),
+                   **kwargs)
 
 
 def job_spec(runner: JobRunner, decision: Decision, temps: dict[str, str], result: str) -> dict[str, Any]:

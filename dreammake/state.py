@@ -36,7 +36,7 @@ REBUILD_HINT = "run `dreammake state rebuild` to make a fresh state that adopts 
                " cache is kept)"
 # DuckDB errors that mean the file itself is unreadable (truncated, overwritten, not a database)
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+DROP TABLE IF EXISTS meta;  -- created by earlier versions, never used
 CREATE TABLE IF NOT EXISTS files (path VARCHAR PRIMARY KEY, sig VARCHAR, hash VARCHAR);
 CREATE TABLE IF NOT EXISTS targets (
     path VARCHAR PRIMARY KEY, rule VARCHAR, fingerprint VARCHAR,

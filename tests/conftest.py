@@ -79,3 +79,10 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path)
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder (the engine unit tests): Dreamfile outputs must lie inside the current folder."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

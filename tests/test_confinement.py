@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import Project
 
 WRITE_NOTHING = """
 def g(output):
@@ -16,7 +15,7 @@ rule("up", output={out!r}, run=g)
 
 
 @pytest.fixture
-def layout(tmp_path):
+def layout(tmp_path, project):
     """A project folder beside a folder of the user's that must survive everything."""
     outside = tmp_path / "victimdir"
     outside.mkdir()
@@ -24,7 +23,7 @@ def layout(tmp_path):
     (tmp_path / "victim.parquet").write_text("not a parquet file, but the user's")
     proj = tmp_path / "proj"
     proj.mkdir()
-    return Project(proj), tmp_path
+    return type(project)(proj), tmp_path
 
 
 def _snapshot(root) -> dict[str, bytes]:

@@ -116,7 +116,8 @@ rule("r", input="src/in.parquet", output="t/r.parquet", run=data.rename_columns(
 def test_bad_column_names_are_clear_errors(project):
     out = build(project, 'rule("s", input="src/in.parquet", output="t/s.parquet", run=data.select_columns("wrd"))\n',
                 code=2)
-    assert "Dreamfile:2: rule 's': select_columns: src/in.parquet has no column 'wrd' (it has id, word)" in out
+    assert ("Dreamfile:2: rule 's': select_columns: src/in.parquet has no column 'wrd' (did you mean word?)"
+            " (it has id, word)") in out
     project.dreamfile(HEADER + 'rule("s", input="src/in.parquet", output="t/s.parquet", run=data.sort(by="size"))\n')
     assert "rule 's': sort by=: src/in.parquet has no column 'size'" in project.run(code=2)
     project.dreamfile(HEADER + 'rule("r", input="src/in.parquet", output="t/r.parquet",'

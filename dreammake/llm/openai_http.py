@@ -94,7 +94,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         }
 
     def endpoint(self) -> str:
-        return self.pool.describe()
+        return self.pool.describe("chat/completions")
 
     # ------------------------------------------------------------------ session
     async def _ensure_session(self):
@@ -147,6 +147,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
 
         session = await self._ensure_session()
         server = self.pool.acquire()
+        where = public_url(f"{server.url}/{path}")
         failed = True  # until an answer (or a client error that is not the server's fault) comes
         try:
             async with session.post(f"{server.url}/{path}", data=json.dumps(body)) as resp:
@@ -159,10 +160,10 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                         raise Retryable(message, parse_retry_after(resp.headers), status)
                     raise LLMError(message)
         except asyncio.TimeoutError:
-            raise Retryable(f"{self.model}: no answer from {public_url(server.url)} within {self.timeout:g} s"
+            raise Retryable(f"{self.model}: no answer from {where} within {self.timeout:g} s"
                             " (raise the model's timeout= for a slow server)") from None
         except aiohttp.ClientError as exc:
-            raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {public_url(server.url)}: {exc}",
+            raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {where}: {exc}",
                                   [self._key])) from None
         finally:
             self.pool.release(server, failed)

@@ -57,9 +57,9 @@ class ServerPool:
             server.failures = 0
             server.dead_until = 0.0
 
-    def describe(self) -> str:
-        """The servers, without credentials (for messages)."""
-        return ", ".join(public_url(s.url) or s.url for s in self.servers)
+    def describe(self, path: str = "") -> str:
+        """The servers' URLs (with `path` under each), without credentials: for messages."""
+        return ", ".join(public_url(f"{s.url}/{path}" if path else s.url) or s.url for s in self.servers)
 
 
 def base_identity(api_base: str | list[str] | None) -> str | None:

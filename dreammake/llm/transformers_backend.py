@@ -8,7 +8,6 @@ so a sampled request's output does not depend on which other requests share its 
 """
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import LLMError, OnResult, Request, Response
+from .chat_template import read_chat_template
 from .models import (
     checkpoint_for,
     file_hash,
@@ -39,20 +39,6 @@ def _is_oom(exc: BaseException) -> bool:
     if oom is not None and isinstance(exc, oom):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def chat_template_text(folder: Path) -> str | None:
-    """The chat template of a checkpoint folder (chat_template.jinja, else tokenizer_config.json)."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text()
-    config = folder / "tokenizer_config.json"
-    if config.is_file():
-        tmpl = json.loads(config.read_text()).get("chat_template")
-        if isinstance(tmpl, list):  # named templates
-            return "\n".join(f"{t.get('name')}:{t.get('template')}" for t in tmpl)
-        return tmpl
-    return None
 
 
 class TransformersBackend:
@@ -143,7 +129,7 @@ class TransformersBackend:
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
             src = resolve(self.model_spec)
-            tmpl = chat_template_text(self._checkpoint())  # read from files: no transformers import at plan time
+            tmpl = read_chat_template(self._checkpoint())  # read from files: no transformers import at plan time
             self._identity = {
                 "backend": "transformers",
                 "model": spec_display_name(self.model_spec),

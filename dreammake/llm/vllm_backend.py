@@ -26,6 +26,7 @@ from typing import Any
 
 from dreammake.content import text_hash, weights_hash
 from dreammake.llm.base import LLMError, OnResult, Request, Response
+from dreammake.llm.chat_template import read_chat_template
 
 # KV cache given to the CPU engine when the caller set no memory option (SmolLM2-135M
 # needs ~46 KiB per token in float32, so 1 GiB holds ~23k tokens).
@@ -54,25 +55,6 @@ _CHAT_CHUNK = 64  # batch size of the fallback path (vLLM without LLM.enqueue_ch
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _read_chat_template(folder: Path) -> str | None:
-    """The chat template a tokenizer folder carries (transformers' three layouts)."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    for name in ("chat_template.json", "tokenizer_config.json"):
-        path = folder / name
-        if path.is_file():
-            try:
-                template = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
-            except (OSError, ValueError):
-                continue
-            if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]
-                template = json.dumps(template, sort_keys=True)
-            if template:
-                return str(template)
-    return None
 
 
 class VLLMBackend:
@@ -120,7 +102,7 @@ class VLLMBackend:
             tokenizer = self.engine_kwargs.get("tokenizer")
             for folder in (Path(str(tokenizer)) if tokenizer else None, model_dir):
                 if folder is not None and folder.is_dir():
-                    template = _read_chat_template(folder)
+                    template = read_chat_template(folder)
                     if template is not None:
                         break
         engine = {k: self.engine_kwargs[k] for k in _OUTPUT_ENGINE_KWARGS if k in self.engine_kwargs}

@@ -53,26 +53,8 @@ def single_output(ctx: JobContext) -> str:
 
 
 def write(ctx: JobContext, batches: Iterable[Any], key: str | None = None, schema: pa.Schema | None = None) -> int:
-    """Stream tables/batches into an output (Parquet with dreammake's metadata); returns the row count.
-
-    `schema` is used for the file when no batch arrives. Checks for cancellation between batches."""
-    from dreammake.tables import TableWriter
-
-    key = single_output(ctx) if key is None else key
-    writer = TableWriter(ctx.outputs[key], ctx.job.rule.name, ctx.fingerprint)
-    try:
-        for batch in batches:
-            if ctx.cancel.is_set():
-                raise fail(ctx, "interrupted")
-            writer.write(batch)
-    except BaseException:
-        try:
-            writer.close(schema)
-        except Exception:  # noqa: BLE001 - the original error matters, not a failed close of a temp file
-            pass
-        raise
-    ctx.written[key] = (writer.rows, writer.close(schema))
-    return writer.rows
+    """`JobContext.write_batches` into output `key` (default: the only one); returns the row count."""
+    return ctx.write_batches(single_output(ctx) if key is None else key, batches, schema)
 
 
 def parquet_inputs(ctx: JobContext) -> list[str]:
@@ -98,13 +80,18 @@ def num_rows(path: str) -> int:
     return pq.ParquetFile(path, memory_map=True).metadata.num_rows
 
 
-def check_columns(ctx: JobContext, path: str, names: Iterable[str], option: str) -> None:
-    """Raise a DreamError naming option and column when `path` lacks one of `names`."""
+def check_columns(ctx: JobContext, path: str, names: Iterable[str], option: str | None = None) -> list[str]:
+    """Fail with one line naming the option (when given), the first missing column and the closest one the
+    Parquet file at `path` has; returns the file's column names."""
+    from dreammake.suggest import did_you_mean
+
     have = schema_of(path).names
     missing = [n for n in names if n not in have]
     if missing:
-        raise fail(ctx, f"{option}: {path} has no column {_listing(missing)} (it has "
+        where = f"{option}: " if option else ""
+        raise fail(ctx, f"{where}{path} has no column {_listing(missing)}{did_you_mean(missing[0], have)} (it has "
                         f"{', '.join(have) or 'no columns'})")
+    return have
 
 
 def row_range(path: str, start: int, stop: int, rows: int = 65_536) -> Iterator[pa.RecordBatch]:

@@ -21,7 +21,7 @@ from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 from dreammake.targets import API_MODEL_FILE
 
-from .prompts import check_columns
+from .data import check_columns
 
 LEDGER = "openai-finetune.json"  # inside the job's work folder: {"file_id", "job_id"}
 
@@ -64,7 +64,7 @@ class TrainOpenAIFineTune(Action):
         from dreammake.tables import read_table
 
         source = ctx.input_path(0)
-        check_columns(source, [self.input_column, self.output_column], ctx)
+        check_columns(ctx, source, [self.input_column, self.output_column])
         table = read_table(source)
         lines = []
         for prompt, answer in zip(table.column(self.input_column).to_pylist(),

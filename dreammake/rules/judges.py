@@ -20,7 +20,8 @@ from dreammake.actions import JobContext
 from dreammake.fingerprint import code_hash
 from dreammake.llm.handle import LLM
 
-from .prompts import PromptStep, check_columns
+from .data import check_columns
+from .prompts import PromptStep
 
 _YES = re.compile(r"^\W*(yes|true|y)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -168,7 +169,7 @@ class JudgePairs(PromptStep):
         from dreammake.tables import iter_batches
 
         source = ctx.input_path(0)
-        check_columns(source, self.required_columns(None), ctx)
+        check_columns(ctx, source, self.required_columns(None))
         for batch in iter_batches(source, self.chunk_rows):
             a = batch.column(self.a_column).to_pylist()
             b = batch.column(self.b_column).to_pylist()

@@ -30,6 +30,8 @@ from dreammake.suggest import check_keywords, did_you_mean
 if TYPE_CHECKING:
     from dreammake.graph import Job
 
+from .data import check_columns
+
 CHUNK_ROWS = 20_000
 
 
@@ -165,7 +167,7 @@ class PromptStep(Action):
 
         source = ctx.input_path(0)
         columns = self.template_columns()
-        names = check_columns(source, self.required_columns(columns), ctx)
+        names = check_columns(ctx, source, self.required_columns(columns))
         if self.output_column in names:
             raise DreamError(f"rule {ctx.job.rule.name!r}: the input already has a column {self.output_column!r}",
                              ctx.job.rule.where, hint="pick another output_column=")
@@ -201,18 +203,6 @@ def _jinja() -> Any:
 def render(template: str, **values: Any) -> str:
     """Render a Jinja template string once."""
     return _jinja().from_string(template).render(**values)
-
-
-def check_columns(source: str, needed: Sequence[str], ctx: JobContext) -> list[str]:
-    """Fail with one line when the input lacks a column; returns the input's column names."""
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(source).names
-    missing = [c for c in needed if c not in names]
-    if missing:
-        raise DreamError(f"rule {ctx.job.rule.name!r}: {source} has no column {', '.join(map(repr, missing))}"
-                         f" (it has {', '.join(names)})", ctx.job.rule.where)
-    return names
 
 
 def json_schema(schema: Any) -> Any:
@@ -432,7 +422,7 @@ class FewShotPrompt(PromptStep):
         from dreammake.tables import read_table
 
         path = ctx.input_path(len(ctx.job.inputs) - len(self.extra_inputs()))
-        check_columns(path, [self.example_input_column, self.example_output_column], ctx)
+        check_columns(ctx, path, [self.example_input_column, self.example_output_column])
         table = read_table(path)
         return list(zip(table.column(self.example_input_column).to_pylist(),
                         table.column(self.example_output_column).to_pylist()))

@@ -19,7 +19,8 @@ from dreammake.actions import Action, JobContext
 from dreammake.llm import embedder
 from dreammake.llm.handle import LLM
 
-from .prompts import FewShotPrompt, PromptStep, check_columns
+from .data import check_columns
+from .prompts import FewShotPrompt, PromptStep
 
 
 class Embed(Action):
@@ -49,7 +50,7 @@ class Embed(Action):
         from dreammake.tables import iter_batches
 
         source = ctx.input_path(0)
-        check_columns(source, [self.input_column], ctx)
+        check_columns(ctx, source, [self.input_column])
         for batch in iter_batches(source, self.chunk_rows):
             vectors = embedder.encode(self.model, [str(t) for t in batch.column(self.input_column).to_pylist()],
                                       self.batch_size, ctx)
@@ -118,7 +119,7 @@ class RagPrompt(PromptStep):
         from dreammake.tables import read_table
 
         path = ctx.input_path(len(ctx.job.inputs) - len(self.extra_inputs()))
-        check_columns(path, [self.text_column], ctx)
+        check_columns(ctx, path, [self.text_column])
         docs = [str(t) for t in read_table(path).column(self.text_column).to_pylist()]
         self._index = _Index(self.embedder_model, docs, ctx)
         yield from super().chunks(ctx)
@@ -218,8 +219,8 @@ class Retrieve(Action):
         from dreammake.tables import iter_batches, read_table
 
         source, corpus = ctx.input_path(0), ctx.input_path(len(ctx.job.inputs) - len(self.extra_inputs()))
-        check_columns(source, [self.input_column], ctx)
-        check_columns(corpus, [self.text_column], ctx)
+        check_columns(ctx, source, [self.input_column])
+        check_columns(ctx, corpus, [self.text_column])
         index = _Index(self.embedder_model, [str(t) for t in read_table(corpus).column(self.text_column).to_pylist()],
                        ctx)
 
@@ -276,7 +277,7 @@ class CosineSimilarity(Action):
         from dreammake.tables import iter_batches
 
         source = ctx.input_path(0)
-        check_columns(source, [self.left_column, self.right_column], ctx)
+        check_columns(ctx, source, [self.left_column, self.right_column])
 
         def chunks() -> Iterator[Any]:
             for batch in iter_batches(source, self.chunk_rows):

@@ -18,7 +18,7 @@ from typing import Any
 from dreammake.actions import Action, JobContext
 from dreammake.errors import DreamError
 
-from .prompts import check_columns
+from .data import check_columns
 
 
 class RunTaskModel(Action):
@@ -65,7 +65,7 @@ class RunTaskModel(Action):
         from dreammake.tables import iter_batches
 
         source = ctx.input_path(0)
-        check_columns(source, [self.input_column], ctx)
+        check_columns(ctx, source, [self.input_column])
         run = self._pipeline(ctx)
 
         def chunks() -> Iterator[Any]:
