@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dreammake.actions import is_action
+from dreammake.config_env import with_config
 from dreammake.console import Console
 from dreammake.errors import DreamError, JobFailed
 from dreammake.executor import Finished, Outcome, Scheduler, ThreadLauncher
@@ -189,9 +190,11 @@ class SlurmLauncher:
         temps = self.runner.prepare(job)
         write_json(spec_path, job_spec(self.runner, decision, temps, result))
         command = ["sbatch", "--parsable", f"--job-name=dm-{job.rule.name}", f"--output={log}",
-                   f"--chdir={self.runner.root}", *sbatch_options(job.rule.resources), *self.sbatch_args,
-                   "--wrap", shlex.join([self.python, "-m", "dreammake.worker", spec_path])]
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+                   f"--chdir={self.runner.root}", "--export=ALL", *sbatch_options(job.rule.resources),
+                   *self.sbatch_args, "--wrap", shlex.join([self.python, "-m", "dreammake.worker", spec_path])]
+        # the --config values go in the job's environment, not in the spec file (they may be credentials)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env=with_config(os.environ, self.runner.config))
         if proc.returncode != 0:
             self.runner.release(temps)
             raise DreamError(f"rule {job.rule.name!r}: sbatch failed: {proc.stderr.strip() or proc.stdout.strip()}",
@@ -267,7 +270,7 @@ def job_spec(runner: JobRunner, decision: Decision, temps: dict[str, str], resul
     """What `dreammake.worker` needs to rebuild and run one job (JSON-ready)."""
     job = decision.job
     return {
-        "root": runner.root, "dreamfile": runner.dreamfile, "config": runner.config,
+        "root": runner.root, "dreamfile": runner.dreamfile,
         "rule": job.rule.name, "wildcards": job.wildcards, "outputs": job.output_paths,
         "fingerprint": decision.fingerprint, "components": decision.components, "temps": temps,
         "input_hashes": {p: runner.planner.content_hash(p) for p in job.input_paths}, "result": result,

@@ -1,11 +1,12 @@
 """`python -m dreammake.worker SPEC.json`: run one job away from the coordinating process.
 
-The spec (written by `dreammake.slurm.SlurmExecutor`) names the Dreamfile, its `--config`
-values, the rule and wildcards, the fingerprint, and the temp paths to write. The worker loads
-the Dreamfile, rebuilds only that job (no DAG resolution), checks that its rule still has the
-identity the coordinator planned with, runs the action into the temp paths and writes the
-result file atomically: rows, data hashes and stats, or the error and its traceback. It never
-opens the state database; the coordinator places the outputs and records them.
+The spec (written by `dreammake.slurm.SlurmExecutor`) names the Dreamfile, the rule and wildcards, the
+fingerprint, and the temp paths to write; the `--config` values come in the environment
+(`dreammake.config_env`: they may be credentials). The worker loads the Dreamfile, rebuilds only that
+job (no DAG resolution), checks that its rule still has the identity the coordinator planned with, runs
+the action into the temp paths and writes the result file atomically: rows, data hashes and stats, or
+the error and its traceback. It never opens the state database; the coordinator places the outputs and
+records them.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ IDENTITY = ("kind", "code", "params", "model")  # the fingerprint components tha
 def run_spec(spec: dict[str, Any]) -> JobOutput:
     """Rebuild the job named by `spec` and execute it into its temp outputs."""
     from dreammake.actions import identify
+    from dreammake.config_env import inherited_config
     from dreammake.dsl import load
     from dreammake.graph import Resolver
 
-    workflow = load(spec["dreamfile"], spec.get("config") or {})
+    config = inherited_config()
+    workflow = load(spec["dreamfile"], config)
     rule = workflow.by_name.get(spec["rule"])
     if rule is None:
         raise DreamError(f"rule {spec['rule']!r} is no longer in {spec['dreamfile']}",
@@ -41,7 +44,7 @@ def run_spec(spec: dict[str, Any]) -> JobOutput:
                          hint="run dreammake again")
     hashes = dict(spec.get("input_hashes") or {})
     runner = ActionRunner(spec["root"], log=lambda text: print(text, flush=True), dreamfile=spec["dreamfile"],
-                          config=spec.get("config") or {}, input_hash=hashes.get)
+                          config=config, input_hash=hashes.get)
     output = runner.execute(job, spec["fingerprint"], spec["temps"])
     if os.environ.get("SLURM_JOB_ID"):
         output.stats["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
