@@ -25,6 +25,15 @@ def confine(path: str, root: str) -> str:
     one removes the link, never what it points to.) Raises OutsideProject for the project folder itself, a
     path outside it, or one inside `.dreammake/`.
     """
+    if not os.path.isabs(path) and ".." not in path and "//" not in path:  # the common shape: `targets/x.parquet`
+        folder, name = os.path.split(path)
+        if name not in ("", ".", STATE_DIR) and _folder_inside(folder, root):
+            return path
+    return _resolved(path, root)
+
+
+def _resolved(path: str, root: str) -> str:
+    """`confine` for any path: resolve its folders and check where it lands."""
     root = _real_folder(root)
     absolute = os.path.normpath(os.path.join(root, path))
     folder, name = os.path.split(absolute)
@@ -40,6 +49,19 @@ def confine(path: str, root: str) -> str:
     if os.path.isabs(path):
         return absolute[len(prefix):] if absolute.startswith(prefix) else os.path.relpath(absolute, root)
     return path
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder_inside(folder: str, root: str) -> bool:
+    """Whether a relative folder resolves inside `root` and outside `.dreammake/` (memoised: rules made in a
+    loop share their folders)."""
+    if not folder:
+        return True
+    try:
+        _resolved(os.path.join(folder, "x"), root)
+    except OutsideProject:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=4096)
