@@ -125,9 +125,9 @@ def build(targets: tuple[str, ...], dry_run: bool, question: bool, jobs: int, ke
     jobserver = JobServer.from_environment() if not (dry_run or question) else None
     if jobs is None:
         jobs = 64 if jobserver is not None else 1
-    from dreammake.uptodate import Recorder, plan_key
+    from dreammake.uptodate import NO_RECORD, Recorder, plan_key
 
-    recordable = not (forced or forceall or until or depfile or mode or jobserver)
+    recordable = not (forced or forceall or until or depfile or mode or jobserver or NO_RECORD in os.environ)
     recorder = Recorder() if recordable else None
     key = plan_key(common["dreamfile"], targets, common["config"])
     try:

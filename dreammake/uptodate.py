@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 RECORD = os.path.join(".dreammake", "uptodate.marshal")
+NO_RECORD = "DREAMMAKE_NO_RECORD"  # set: every check runs in full, and none writes a record
 FORMAT = 1
 _MAX_ENTRIES = 4
 _MODES = {"-n": "dry-run", "--dry-run": "dry-run", "-q": "question", "--question": "question"}
@@ -88,7 +89,7 @@ def _versions() -> tuple[str, str, str]:
 def quick_check(argv: list[str]) -> int | None:
     """Answer a no-op check from the record: prints what the full check would and returns its exit code,
     or returns None when the full check must run."""
-    if "MAKEFLAGS" in os.environ or "DREAMMAKE_NO_RECORD" in os.environ:
+    if "MAKEFLAGS" in os.environ or NO_RECORD in os.environ:
         return None
     parsed = parse(argv)
     if parsed is None:
