@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,7 +109,45 @@ def trigram_vector(text: str, dims: int = 64) -> list[float]:
     return vector
 
 
-class FaultServer:
+class ThreadedServer:
+    """An aiohttp server on 127.0.0.1 with its own thread and event loop; a subclass sets its fields, then calls
+    `super().__init__()`, and builds its routes in `routes(app)`."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self._ready.wait(10)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def routes(self, app: Any) -> None:  # pragma: no cover - each server has its own
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        self.routes(app)
+        self.runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class FaultServer(ThreadedServer):
     """An OpenAI-compatible aiohttp server on its own thread with added latency.
 
     The last user message selects behaviour: ``429x2 ...`` fails the first 2 attempts with 429,
@@ -127,18 +166,9 @@ class FaultServer:
         self.served_model: str | None = None
         self.embedded: list[str] = []
         self.system_fingerprint: str | None = None
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self._ready.wait(10)
+        super().__init__()
 
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self) -> None:
+    def routes(self, app: Any) -> None:
         from aiohttp import web
 
         async def handle(request: web.Request) -> web.Response:
@@ -178,22 +208,8 @@ class FaultServer:
                                       "data": [{"object": "embedding", "index": i, "embedding": trigram_vector(t)}
                                                for i, t in reversed(list(enumerate(texts)))]})
 
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
         app.router.add_post("/v1/chat/completions", handle)
         app.router.add_post("/v1/embeddings", embeddings)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-        self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
-
-    def close(self) -> None:
-        fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
-        fut.result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -4,15 +4,16 @@ upload, content), fine-tuning jobs and batches that advance one status per poll 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from typing import Any
 
-from llm_servers import free_port
+from llm_servers import ThreadedServer
 
 
-class JobsServer:
+class JobsServer(ThreadedServer):
+    """See the module docstring."""
+
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -20,23 +21,14 @@ class JobsServer:
         self.polls = 0
         self.chats: list[dict[str, Any]] = []
         self.hold = threading.Event()  # while set, jobs and batches stay `running`
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self._ready.wait(10)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        super().__init__()
 
     def _advance(self, obj: dict[str, Any], steps: list[str]) -> None:
         i = steps.index(obj["status"])
         if i + 1 < len(steps) and not (self.hold.is_set() and steps[i + 1] == steps[-1]):
             obj["status"] = steps[i + 1]
 
-    def _run(self) -> None:
+    def routes(self, app: Any) -> None:
         from aiohttp import web
 
         async def upload(request: web.Request) -> web.Response:
@@ -102,8 +94,6 @@ class JobsServer:
             self.chats.append(body)
             return web.json_response(answer(body))
 
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
         app.router.add_post("/v1/files", upload)
         app.router.add_get("/v1/files/{id}/content", content)
         app.router.add_post("/v1/fine_tuning/jobs", create_job)
@@ -111,14 +101,3 @@ class JobsServer:
         app.router.add_post("/v1/batches", create_batch)
         app.router.add_get("/v1/batches/{id}", get_batch)
         app.router.add_post("/v1/chat/completions", chat)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-        self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
