@@ -49,9 +49,15 @@ def __getattr__(name: str) -> Any:
         factory = KINDS.get(name)
     except UnknownName as exc:
         raise AttributeError(str(exc)) from None
-    from dreammake.suggest import checked
+    known = _CHECKED.get(name)
+    if known is None or known[0] is not factory:  # a Dreamfile's loop asks once per rule: wrap each kind once
+        from dreammake.suggest import checked
 
-    return checked(factory, f"rules.{name}()")
+        known = _CHECKED[name] = (factory, checked(factory, f"rules.{name}()"))
+    return known[1]
+
+
+_CHECKED: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}  # kind -> (factory, keyword-checked factory)
 
 
 def __dir__() -> list[str]:

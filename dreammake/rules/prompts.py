@@ -16,6 +16,7 @@ generation is parsed as JSON into columns; rows that fail to parse get a `_parse
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import random
@@ -184,6 +185,7 @@ class PromptStep(Action):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+@functools.cache
 def _step_options(cls: type) -> frozenset[str]:
     """The named options of a prompt step class and its bases (for 'did you mean')."""
     names: set[str] = set()
