@@ -43,6 +43,7 @@ class JobContext:
     dreamfile: str = ""  # the Dreamfile's path and --config values, for worker processes that reload it
     config: dict[str, Any] = field(default_factory=dict)
     written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
+    gpus: tuple[str, ...] | None = None  # the GPUs the executor assigned this job (CUDA ids); None: not assigned
     _work_dir_open: bool = field(default=False, init=False, repr=False)
 
     @property
