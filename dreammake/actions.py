@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from dreammake.graph import Job
+    from dreammake.llm.remote import WorkerStarter
     from dreammake.state import State
 
 
@@ -44,7 +45,9 @@ class JobContext:
     config: dict[str, Any] = field(default_factory=dict)
     written: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (rows, data hash)
     gpus: tuple[str, ...] | None = None  # the GPUs the executor assigned this job (CUDA ids); None: not assigned
+    workers: WorkerStarter | None = None  # how the executor starts generation workers (None: generate in-process)
     _work_dir_open: bool = field(default=False, init=False, repr=False)
+    _kept: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def work_dir(self) -> str:
@@ -84,6 +87,18 @@ class JobContext:
             raise
         self.written[key] = (writer.rows, writer.close(schema))
         return writer.rows
+
+    def keep(self, name: str, make: Callable[[], Any]) -> Any:
+        """An object that lives as long as the job: made by `make()` on first use, closed when the job ends."""
+        if name not in self._kept:
+            self._kept[name] = make()
+        return self._kept[name]
+
+    def close(self) -> None:
+        """The job ended (well or not): close what `keep` made, last made first."""
+        kept, self._kept = self._kept, {}
+        for thing in reversed(list(kept.values())):
+            thing.close()
 
     def track(self, description: str, total: int) -> Callable[[int], None]:
         """A progress bar for long work inside the job; returns `advance(n)`."""
@@ -126,6 +141,7 @@ class Action:
     # True when the action must run in the coordinating process, e.g. it reads and commits the LLM row cache
     # (`JobContext.state`): an executor that runs jobs elsewhere (Slurm) keeps it local
     needs_state = False
+    shardable = False  # whether `shards=N` may split its generation over N workers (prompt steps say True)
 
     def bind(self, rule: Any) -> None:
         """Called once when the action is attached to a rule (to check column names etc.)."""

@@ -145,8 +145,12 @@ class Workflow:
         params: Mapping[str, Any] | None = None,
         run: Any = None,
         resources: Mapping[str, Any] | None = None,
+        shards: int | None = None,
     ) -> Rule:
-        """Declare a rule: `rule("tweets", input=..., output=..., params=..., run=..., resources=...)`."""
+        """Declare a rule: `rule("tweets", input=..., output=..., params=..., run=..., resources=...)`.
+
+        `shards=N` (or `resources={"shards": N}`) splits a prompt rule's generation over N workers, each loading
+        the model once (with `"gpus": G`, G GPUs each); the output does not depend on N."""
         frame = sys._getframe(1)
         where = (frame.f_code, frame.f_lasti)  # the line number is worked out only when needed
         if not isinstance(name, str) or not name.isidentifier():
@@ -169,7 +173,7 @@ class Workflow:
         if input_wildcards and not output_wildcards:
             raise DreamError(f"rule {name!r}: inputs use wildcards that no output defines", _at(where))
         r = Rule(name, inputs, input_shape, outputs, output_shape, dict(params) if params else {}, run,
-                 dict(resources) if resources else {}, where, folders, output_wildcards)
+                 _resources(name, resources, shards, run, where), where, folders, output_wildcards)
         if is_action(run):
             run.bind(r)
             extra = run.extra_inputs()
@@ -275,3 +279,23 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
 
 
 __all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]
+
+
+def _resources(name: str, resources: Mapping[str, Any] | None, shards: Any, run: Any,
+               where: CallSite) -> dict[str, Any]:
+    """A rule's resources, with `shards=` folded in and checked: a whole number ≥ 1, on a prompt rule only."""
+    found = dict(resources) if resources else {}
+    if shards is not None:
+        if found.get("shards", shards) != shards:
+            raise DreamError(f"rule {name!r}: shards={shards!r} but resources say shards={found['shards']!r}",
+                             _at(where), hint="give the shard count once")
+        found["shards"] = shards
+    if "shards" not in found:
+        return found
+    count = found["shards"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DreamError(f"rule {name!r}: shards must be a whole number of at least 1, got {count!r}", _at(where))
+    if count > 1 and not (is_action(run) and getattr(run, "shardable", False)):
+        raise DreamError(f"rule {name!r}: shards= splits a prompt rule's generation over workers, and its run= is"
+                         " not a prompt rule", _at(where), hint="drop shards=, or use resources= for other needs")
+    return found

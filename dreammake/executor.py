@@ -22,15 +22,20 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dreammake.console import Console
 from dreammake.errors import DreamError
-from dreammake.gpus import detect_gpus
+from dreammake.gpus import detect_gpus, gpu_pool
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
+from dreammake.shard_workers import LocalWorkers
 from dreammake.state import TargetRecord
+
+if TYPE_CHECKING:
+    from dreammake.graph import Job
+    from dreammake.llm.remote import WorkerStarter
 
 FLUSH_EVERY_S = 0.25  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
 TOKEN_RETRY_S = 0.05  # how soon to ask make's jobserver again when it had no token
@@ -66,12 +71,17 @@ class Launcher(Protocol):
         """Limits for the resources in `needed` (used by rules, not limited on the command line)."""
         ...
 
+    def devices(self, limits: dict[str, float]) -> list[str] | None:
+        """The GPU ids to hand out to jobs within `limits` (None: this launcher assigns none)."""
+        ...
+
     def open(self) -> None:
         """Called once before the first job starts."""
         ...
 
-    def start(self, decision: Decision) -> Hashable:
-        """Start a job; returns a handle that `wait` reports when it ends. A DreamError: it could not start."""
+    def start(self, decision: Decision, gpus: tuple[str, ...] | None) -> Hashable:
+        """Start a job on `gpus` (the GPUs it was given, if any); returns a handle that `wait` reports when it ends.
+        A DreamError: it could not start."""
         ...
 
     def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
@@ -138,26 +148,39 @@ class ReadyQueue:
 
 @dataclass(slots=True)
 class Claim:
-    """What a started job holds: its resources and whether it took a jobserver token."""
+    """What a started job holds: its resources, the GPUs it was given, and whether it took a jobserver token."""
 
     resources: dict[str, float]
     token: bool = False
+    devices: tuple[str, ...] = ()
 
 
 _NOTHING = Claim({})  # shared by the claims of jobs that take neither resources nor a token (never mutated)
 
 
+def claimed(resources: dict[str, Any]) -> dict[str, float]:
+    """What a job holds of each numeric resource while it runs: its amounts, with `gpus` per shard (a prompt rule
+    with `shards: N, gpus: G` holds N × G GPUs)."""
+    amounts = {k: v for k, v in resources.items() if isinstance(v, (int, float)) and k != "shards"}
+    if amounts.get("gpus"):
+        amounts["gpus"] = amounts["gpus"] * max(1, int(resources.get("shards") or 1))
+    return amounts
+
+
 class Slots:
     """At most `jobs` at once, within `capacity` per resource; beyond the first running job, only with a token
-    from make's jobserver (the first uses the implicit slot make gave this process)."""
+    from make's jobserver (the first uses the implicit slot make gave this process). With `devices`, a job that
+    claims `gpus` is given that many specific GPUs from the pool (the lowest free ids)."""
 
-    def __init__(self, jobs: int, capacity: dict[str, float], jobserver: JobServer | None = None):
+    def __init__(self, jobs: int, capacity: dict[str, float], jobserver: JobServer | None = None,
+                 devices: list[str] | None = None):
         self.jobs = max(1, jobs)
         self.capacity = dict(capacity)
         self.in_use = {k: 0.0 for k in capacity}
         self.jobserver = jobserver
         self.busy = 0
         self.waiting_for_token = False  # make had no token free on the last claim
+        self.free_devices = list(devices) if devices is not None else None
 
     def free(self) -> bool:
         """Whether fewer than `jobs` jobs hold a slot."""
@@ -168,7 +191,8 @@ class Slots:
         capacity = self.capacity
         if not capacity:
             return True
-        return all(self.in_use[k] + v <= capacity[k] for k, v in d.job.rule.resources.items() if k in capacity)
+        return all(self.in_use[k] + v <= capacity[k] for k, v in claimed(d.job.rule.resources).items()
+                   if k in capacity)
 
     def claim(self, d: Decision) -> Claim | None:
         """Take a slot (and the job's resources) for `d`; None when make's jobserver has no token for it."""
@@ -179,7 +203,11 @@ class Slots:
                 self.waiting_for_token = True
                 return None
         amounts = self._amounts(d)
-        claim = Claim(amounts, token) if amounts or token else _NOTHING  # (most jobs claim nothing but a slot)
+        devices: tuple[str, ...] = ()
+        if amounts.get("gpus") and self.free_devices is not None:
+            count = int(amounts["gpus"])
+            devices, self.free_devices = tuple(self.free_devices[:count]), self.free_devices[count:]
+        claim = Claim(amounts, token, devices) if amounts or token else _NOTHING  # (most claim nothing but a slot)
         self.busy += 1
         for name, amount in amounts.items():
             self.in_use[name] += amount
@@ -192,6 +220,8 @@ class Slots:
             self.in_use[name] -= amount
         if claim.token and self.jobserver is not None:
             self.jobserver.release()
+        if claim.devices and self.free_devices is not None:
+            self.free_devices = sorted([*self.free_devices, *claim.devices], key=_device_order)
 
     def close(self) -> None:
         """End of the run: let go of make's jobserver."""
@@ -200,19 +230,23 @@ class Slots:
 
     def _amounts(self, d: Decision) -> dict[str, float]:
         capacity = self.capacity
-        return {k: v for k, v in d.job.rule.resources.items() if k in capacity} if capacity else {}
+        return {k: v for k, v in claimed(d.job.rule.resources).items() if k in capacity} if capacity else {}
+
+
+def _device_order(device: str) -> tuple[int, str]:
+    return (int(device), "") if device.isdigit() else (1 << 30, device)
 
 
 def numeric_resources(decisions: list[Decision]) -> set[str]:
     """The resources the jobs ask a (non-zero) amount of."""
-    return {k for d in decisions for k, v in d.job.rule.resources.items() if isinstance(v, (int, float)) and v}
+    return {k for d in decisions for k, v in claimed(d.job.rule.resources).items() if v}
 
 
 def check_limits(decisions: list[Decision], limits: dict[str, float]) -> None:
     """Fail before anything runs when a job needs more of a resource than the limit."""
     for d in decisions:
-        for name, amount in d.job.rule.resources.items():
-            if isinstance(amount, (int, float)) and name in limits and amount > limits[name]:
+        for name, amount in claimed(d.job.rule.resources).items():
+            if name in limits and amount > limits[name]:
                 raise DreamError(f"rule {d.job.rule.name!r} needs {name}={amount} but only {limits[name]:g}"
                                  " are available", d.job.rule.where,
                                  hint=f"pass --resources {name}=N or change the rule's resources")
@@ -280,7 +314,7 @@ class Scheduler:
         needed = numeric_resources(stale) - set(self.limits)
         limits = {**self.launcher.default_limits(needed), **self.limits}
         check_limits(stale, limits)
-        return Slots(self.jobs, limits, self.jobserver)
+        return Slots(self.jobs, limits, self.jobserver, self.launcher.devices(limits))
 
     def _loop(self, run: _Run) -> None:
         while run.queue or run.running:
@@ -315,7 +349,7 @@ class Scheduler:
             return
         self.console.line("run", f"run {d.job.name}: {fresh.detail}")
         try:
-            handle = self.launcher.start(fresh)
+            handle = self.launcher.start(fresh, claim.devices or None)
         except DreamError as exc:  # e.g. sbatch refused the job
             run.slots.release(claim)
             self.console.advance()
@@ -366,26 +400,33 @@ class Scheduler:
 
 
 class ThreadLauncher:
-    """Runs jobs on a pool of `jobs` threads in this process (`JobRunner.run`: execute, then place)."""
+    """Runs jobs on a pool of `jobs` threads in this process (`JobRunner.run`: execute, then place). `workers(job,
+    gpus)` gives a job the way to start its generation workers (by default: subprocesses of this process)."""
 
-    def __init__(self, runner: JobRunner, jobs: int, run_id: int | None = None):
+    def __init__(self, runner: JobRunner, jobs: int, run_id: int | None = None,
+                 workers: Callable[[Job, tuple[str, ...] | None], WorkerStarter] | None = None):
         self.runner = runner
         self.jobs = max(1, jobs)
         self.run_id = run_id
+        self.workers = workers or LocalWorkers.starter(runner.root, runner.config)
         self._pool: ThreadPoolExecutor | None = None
 
     def default_limits(self, needed: set[str]) -> dict[str, float]:
         """The GPUs of this machine, when rules ask for GPUs."""
         return {"gpus": detect_gpus()} if "gpus" in needed else {}
 
+    def devices(self, limits: dict[str, float]) -> list[str] | None:
+        """A pool of as many GPU ids as the `gpus` limit (detected, or `--resources gpus=N`)."""
+        return gpu_pool(int(limits["gpus"])) if limits.get("gpus") else None
+
     def open(self) -> None:
         """Start the thread pool."""
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dreammake-job")
 
-    def start(self, decision: Decision) -> Hashable:
+    def start(self, decision: Decision, gpus: tuple[str, ...] | None = None) -> Hashable:
         """Submit the job to the pool; its future is the handle."""
         assert self._pool is not None, "open() first"
-        return self._pool.submit(self.runner.run, decision, self.run_id)
+        return self._pool.submit(self.runner.run, decision, self.run_id, gpus, self.workers(decision.job, gpus))
 
     def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
         """The futures among `handles` that end within `timeout` s (sleeps that long when there are none)."""

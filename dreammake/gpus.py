@@ -6,16 +6,36 @@ import functools
 import os
 
 
-@functools.lru_cache(maxsize=1)
 def detect_gpus() -> int:
-    """GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch; asked once."""
+    """How many GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
+    return len(visible_gpus())
+
+
+@functools.lru_cache(maxsize=1)
+def _visible() -> tuple[str, ...]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+        ids = [d.strip() for d in visible.split(",")]
+        return tuple(d for d in ids if d and d != "-1")
     import shutil
     import subprocess
 
     if not shutil.which("nvidia-smi"):
-        return 0
+        return ()
     out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return tuple(str(i) for i in range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA ids of the GPUs this process may use (CUDA_VISIBLE_DEVICES's entries, else 0..N-1 as nvidia-smi
+    lists them), without importing torch; asked once."""
+    return list(_visible())
+
+
+def gpu_pool(count: int) -> list[str]:
+    """`count` CUDA ids for the local executor to hand out: the visible ones first, then made-up further ids
+    (`--resources gpus=N` above what is detected: a pool sized by hand, e.g. to test)."""
+    ids = visible_gpus()[:count]
+    taken = set(ids)
+    extra = (str(i) for i in range(count * 2 + len(taken)) if str(i) not in taken)
+    return ids + [next(extra) for _ in range(count - len(ids))]

@@ -16,16 +16,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreammake.actions import JobContext, function_arguments, is_action, work_path
 from dreammake.adopt import write_marker
 from dreammake.errors import DreamError, JobFailed
+from dreammake.gpus import visible_gpus
 from dreammake.graph import Job
 from dreammake.planner import Decision, Planner
 from dreammake.state import State, TargetRecord
 from dreammake.tables import to_table, write_table
 from dreammake.targets import TEMP_MARK, is_table_path, remove_path, target_for, temp_path
+
+if TYPE_CHECKING:
+    from dreammake.llm.remote import WorkerStarter
 
 
 def output_keys(job: Job) -> list[str]:
@@ -123,14 +127,21 @@ class ActionRunner:
                 remove_path(t)
             self._temps.clear()
 
-    def execute(self, job: Job, fingerprint: str, temps: dict[str, str]) -> JobOutput:
-        """Call the action so that every output exists at its temp path; tables are written as Parquet."""
+    def execute(self, job: Job, fingerprint: str, temps: dict[str, str], gpus: tuple[str, ...] | None = None,
+                workers: WorkerStarter | None = None) -> JobOutput:
+        """Call the action so that every output exists at its temp path; tables are written as Parquet.
+
+        `gpus`: the GPUs the executor assigned the job; `workers`: how its generation may run in workers."""
         with job_failures(job):
             ctx = JobContext(job, temps, self.work_path(job), self.cancel, fingerprint,
                              state=self.state, log=self.log, progress=self.progress,
-                             budget=self.budget, dreamfile=self.dreamfile, config=self.config)
+                             budget=self.budget, dreamfile=self.dreamfile, config=self.config, gpus=gpus,
+                             workers=workers)
             started = time.perf_counter()
-            produced = self._call(job, ctx)
+            try:
+                produced = self._call(job, ctx)
+            finally:
+                ctx.close()
             outputs = self._write(job, fingerprint, temps, produced, ctx)
             return JobOutput(outputs, dict(ctx.stats), time.perf_counter() - started, ctx.work_path)
 
@@ -162,6 +173,9 @@ class ActionRunner:
             kwargs["params"] = job.rule.params
         if "wildcards" in names or takes_all:
             kwargs["wildcards"] = job.wildcards
+        if "gpus" in names:  # the CUDA ids the job may use: those it was assigned, else those visible
+            kwargs["gpus"] = list(ctx.gpus) if ctx.gpus is not None else (
+                visible_gpus() if job.rule.resources.get("gpus") else [])
         if not takes_all:
             unknown = [k for k in kwargs if k not in names]
             if unknown:
@@ -219,11 +233,13 @@ class JobRunner(ActionRunner):
                          input_hash=planner.content_hash)
         self.planner = planner
 
-    def run(self, decision: Decision, run_id: int | None) -> list[TargetRecord]:
-        """Run the job of `decision`; returns the records of its outputs."""
+    def run(self, decision: Decision, run_id: int | None, gpus: tuple[str, ...] | None = None,
+            workers: WorkerStarter | None = None) -> list[TargetRecord]:
+        """Run the job of `decision` (on `gpus`, its generation workers started by `workers`); returns the records
+        of its outputs."""
         temps = self.prepare(decision.job)
         try:
-            output = self.execute(decision.job, decision.fingerprint, temps)
+            output = self.execute(decision.job, decision.fingerprint, temps, gpus, workers)
             return self.place(decision, temps, output, run_id)
         finally:
             self.release(temps)

@@ -12,7 +12,10 @@ a failure reports. A failed job can be rerun by hand with `python -m dreammake.w
 
 Jobs that need the state database stay in this process: those whose action says `needs_state`
 (prompt rules: they read and commit the LLM row cache). They run on threads as with the local
-executor and count against `-j`.
+executor and count against `-j`. A prompt rule whose model runs locally (transformers, vLLM) sends
+its generation to the cluster all the same: its misses go to one Slurm array job of `shards` tasks
+(`SlurmWorkers`, `python -m dreammake.gen_worker`, see `dreammake.llm.remote`), each with the rule's
+resources, while the job here follows their spools into the row cache.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dreammake.console import Console
 from dreammake.errors import DreamError, JobFailed
 from dreammake.executor import Finished, Outcome, Scheduler, ThreadLauncher
 from dreammake.fingerprint import digest
+from dreammake.graph import Job
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobOutput, JobRunner
@@ -117,7 +121,7 @@ class SlurmLauncher:
         self.runner = runner
         self.console = console
         self.run_id = run_id
-        self.local = ThreadLauncher(runner, jobs, run_id)
+        self.local = ThreadLauncher(runner, jobs, run_id, workers=lambda job, gpus: SlurmWorkerStarter(self, job))
         self.sbatch_args = split_args(sbatch_args)
         self.poll_s = poll_s
         self.python = python
@@ -129,6 +133,10 @@ class SlurmLauncher:
         """None: Slurm enforces each job's request; `--resources` still caps what is in flight."""
         return {}
 
+    def devices(self, limits: dict[str, float]) -> list[str] | None:
+        """None: Slurm gives each job its GPUs."""
+        return None
+
     def open(self) -> None:
         """Start the local thread pool and make this run's folder for specs, results and logs."""
         self.local.open()
@@ -136,7 +144,7 @@ class SlurmLauncher:
         self.folder = os.path.join(self.runner.root, STATE_DIR, "slurm", run)
         os.makedirs(self.folder, exist_ok=True)
 
-    def start(self, decision: Decision) -> Hashable:
+    def start(self, decision: Decision, gpus: tuple[str, ...] | None = None) -> Hashable:
         """Submit the job with sbatch (a job that needs the state database runs here instead)."""
         if needs_state(decision.job.rule.action):
             return self.local.start(decision)
@@ -248,6 +256,71 @@ class SlurmLauncher:
             self.runner.release(job.temps)
 
 
+class SlurmWorkerStarter:
+    """Starts a prompt rule's generation workers as one Slurm array job (`WorkerStarter`)."""
+
+    always = True  # the login node has no GPU: local models generate on the nodes even with one shard
+
+    def __init__(self, launcher: SlurmLauncher, job: Job):
+        self.launcher = launcher
+        self.job = job
+
+    def start(self, folder: str, shards: int) -> SlurmWorkers:
+        """`sbatch --array=0-(N-1)` with the rule's resources per task; logs in `FOLDER/shard-<i>.log`."""
+        launcher, rule = self.launcher, self.job.rule
+        resources = {k: v for k, v in rule.resources.items() if k != "shards"}
+        command = ["sbatch", "--parsable", f"--array=0-{shards - 1}", f"--job-name=dm-gen-{rule.name}",
+                   f"--output={os.path.join(folder, 'shard-%a.log')}", f"--chdir={launcher.runner.root}",
+                   "--export=ALL", *sbatch_options(resources), *launcher.sbatch_args,
+                   "--wrap", shlex.join([launcher.python, "-m", "dreammake.gen_worker", folder])]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env=with_config(os.environ, launcher.runner.config))
+        if proc.returncode != 0:
+            raise DreamError(f"rule {rule.name!r}: sbatch failed for its generation workers: "
+                             f"{proc.stderr.strip() or proc.stdout.strip()}", rule.where,
+                             hint="check the rule's resources and config['slurm_args']")
+        job_id = proc.stdout.strip().split(";")[0]
+        launcher.console.line("info", f"{self.job.name}: generation on {shards} worker(s), Slurm job {job_id}")
+        return SlurmWorkers(job_id, folder, shards, launcher.poll_s)
+
+
+class SlurmWorkers:
+    """The tasks of a generation array job; what squeue says of them, asked at most once per `poll_s`."""
+
+    def __init__(self, job_id: str, folder: str, shards: int, poll_s: float):
+        self.job_id = job_id
+        self.folder = folder
+        self.shards = shards
+        self.poll_s = poll_s
+        self._ended: dict[int, str] = {}
+        self._next_poll = 0.0
+
+    def ended(self) -> dict[int, str]:
+        """Tasks slurmctld reports ended (or no longer knows), with their state."""
+        if time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + self.poll_s
+            states = squeue_states([self.job_id], tasks=True)
+            if states is not None:
+                for shard in range(self.shards):
+                    state = states.get(f"{self.job_id}_{shard}")
+                    if state is None and any(k.startswith(f"{self.job_id}_[") for k in states):
+                        continue  # still pending as part of the array's not-yet-split record
+                    if state is None or state not in ACTIVE:
+                        self._ended[shard] = state or "ENDED"
+        return dict(self._ended)
+
+    def log(self, shard: int) -> str:
+        return os.path.join(self.folder, f"shard-{shard}.log")
+
+    def stop(self, wait_s: float) -> None:
+        """Wait up to `wait_s` for every task to end (they exit at the end marker), then cancel the array."""
+        deadline = time.monotonic() + wait_s
+        while len(self.ended()) < self.shards and time.monotonic() < deadline:
+            time.sleep(min(self.poll_s, 0.5))
+        if len(self._ended) < self.shards:
+            subprocess.run(["scancel", self.job_id], capture_output=True, check=False)
+
+
 class SlurmExecutor(Scheduler):
     """A scheduler that runs jobs as Slurm batch jobs (see the module docstring); same contract as LocalExecutor."""
 
@@ -277,10 +350,12 @@ def job_spec(runner: JobRunner, decision: Decision, temps: dict[str, str], resul
     }
 
 
-def squeue_states(job_ids: list[str]) -> dict[str, str] | None:
-    """Job id → state for the jobs slurmctld still knows (one squeue call); None when squeue failed."""
+def squeue_states(job_ids: list[str], tasks: bool = False) -> dict[str, str] | None:
+    """Job id → state for the jobs slurmctld still knows (one squeue call); None when squeue failed. `tasks`: one
+    entry per array task (`ID_I`)."""
     proc = subprocess.run(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}",
-                           "--format=%i|%T"], capture_output=True, text=True, check=False)
+                           "--format=%i|%T", *(["--array"] if tasks else [])], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         return {} if "Invalid job id" in proc.stderr else None  # {}: every one of them was purged
     states = {}

@@ -15,28 +15,39 @@ import json
 import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreammake.errors import DreamError
 from dreammake.runner import ActionRunner, JobOutput
 
+if TYPE_CHECKING:
+    from dreammake.graph import Job
+
 IDENTITY = ("kind", "code", "params", "model")  # the fingerprint components that do not depend on inputs
 
 
-def run_spec(spec: dict[str, Any]) -> JobOutput:
-    """Rebuild the job named by `spec` and execute it into its temp outputs."""
-    from dreammake.actions import identify
+def rebuild_job(dreamfile: str, rule_name: str, wildcards: dict[str, str]) -> tuple[Job, dict[str, Any]]:
+    """Load the Dreamfile (with the `--config` values from the environment) and make the one job of `rule_name`
+    with `wildcards` (no DAG resolution); returns the job and the config."""
     from dreammake.config_env import inherited_config
     from dreammake.dsl import load
     from dreammake.graph import Resolver
 
     config = inherited_config()
-    workflow = load(spec["dreamfile"], config)
-    rule = workflow.by_name.get(spec["rule"])
+    workflow = load(dreamfile, config)
+    rule = workflow.by_name.get(rule_name)
     if rule is None:
-        raise DreamError(f"rule {spec['rule']!r} is no longer in {spec['dreamfile']}",
+        raise DreamError(f"rule {rule_name!r} is no longer in {dreamfile}",
                          hint="the Dreamfile changed after the job was submitted; run dreammake again")
-    job = Resolver(workflow).job_for(rule, dict(spec.get("wildcards") or {}))
+    return Resolver(workflow).job_for(rule, dict(wildcards or {})), config
+
+
+def run_spec(spec: dict[str, Any]) -> JobOutput:
+    """Rebuild the job named by `spec` and execute it into its temp outputs."""
+    from dreammake.actions import identify
+
+    job, config = rebuild_job(spec["dreamfile"], spec["rule"], spec.get("wildcards") or {})
+    rule = job.rule
     ident = identify(rule.action, rule.params, job.wildcards)
     planned = spec.get("components") or {}
     if job.output_paths != spec["outputs"] or any(getattr(ident, k) != planned.get(k) for k in IDENTITY):

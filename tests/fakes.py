@@ -47,3 +47,38 @@ def calls(root) -> list[str]:
         return []
     with open(path) as f:
         return f.read().splitlines()
+
+
+class LocalEcho(EchoBackend):
+    """EchoBackend as a local model (`local = True`, like transformers or vLLM), so its generation can go to
+    worker processes. It answers the last word of each request reversed, and logs each call to `log_path` as
+    `pid<TAB>CUDA_VISIBLE_DEVICES<TAB>last word`."""
+
+    local = True
+
+    def __init__(self, log_path: str = "local-calls.log", delay: float = 0.0, reply=None):
+        super().__init__(log_path, delay, cost=0.0, reply=reply or (lambda text: text.split()[-1][::-1]))
+
+    def identity(self) -> dict:
+        return {"backend": "local-echo"}
+
+    def generate(self, requests, on_result, cancel) -> None:
+        with open(self.log_path, "a") as log:
+            for i, request in enumerate(requests):
+                if cancel.is_set():
+                    return
+                if self.delay:
+                    time.sleep(self.delay)
+                text = request.messages[-1]["content"]
+                log.write(f"{os.getpid()}\t{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\t{text.split()[-1]}\n")
+                log.flush()
+                on_result(i, Response(text=self.reply(text), finish_reason="stop"))
+
+
+def local_calls(root) -> list[tuple[str, str, str]]:
+    """LocalEcho's calls: (pid, CUDA_VISIBLE_DEVICES, text) each."""
+    path = os.path.join(root, "local-calls.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [tuple(line.split("\t", 2)) for line in f.read().splitlines()]

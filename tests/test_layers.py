@@ -31,7 +31,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dreammake"
 LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (  # top first; each layer: group name -> module patterns
     {"cli": ("__main__", "entry", "cli", "cli_*")},
     {"project": ("project",)},
-    {"run": ("runner", "executor", "executors", "slurm", "worker", "makeint"),
+    {"run": ("runner", "executor", "executors", "slurm", "worker", "gen_worker", "shard_workers", "makeint"),
      "cards": ("cards", "cards.*", "publish", "report", "drawing", "show", "preview")},
     {"kinds": ("rules.*",)},
     {"core": ("actions", "adopt", "confine", "dsl", "filehash", "graph", "planner", "state", "rules")},

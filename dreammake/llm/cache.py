@@ -210,6 +210,7 @@ class RowCache:
         self.spool_path = spool_path
         self._spool = spool.SpoolWriter(spool_path)
         self._pending: list[tuple[Any, ...]] = []
+        self._offsets: dict[str, int] = {}  # other spools this job follows (its workers'): how far they were read
         self._lock = threading.Lock()
         self._last_commit = time.monotonic()
         self._guard(lambda: ingest(self.db, spool_path))  # rows an earlier process spooled but never committed
@@ -232,6 +233,26 @@ class RowCache:
         with self._lock:
             self._spool.append(dict(zip(COLUMNS, row)))
             self._pending.append(row)
+
+    def absorb(self, path: str) -> list[dict[str, Any]]:
+        """Ingest what a worker appended to spool `path` since the last call (one transaction); returns those
+        records. The first call starts where the cache's last ingestion of that file ended."""
+        name = os.path.basename(path)
+        offset = self._offsets.get(path)
+        if offset is None:
+            offset = self._guard(lambda: _offset(self.db, name))
+        try:
+            if offset > os.path.getsize(path):
+                offset = 0  # the spool was deleted and started again
+            records, end = spool.read(path, offset)
+        except FileNotFoundError:
+            return []
+        if end != offset:
+            rows = [tuple(r.get(column) for column in COLUMNS) for r in records]
+            with _INGEST:
+                self._guard(lambda: _insert(self.db, rows, path, end))
+        self._offsets[path] = end
+        return records
 
     def commit_if_due(self, every_s: float = COMMIT_EVERY_S) -> None:
         """Commit now and then (a DuckDB commit costs tens of ms; the spool already holds every row)."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from dreammake.actions import JobContext
     from dreammake.llm.handle import LLM
+    from dreammake.llm.remote import RemoteGeneration
 
 Turn = Any  # a user message (str) or a full list of chat messages
 STAT_KEYS = ("llm_calls", "llm_cached", "prompt_tokens", "completion_tokens", "cost_usd")
@@ -102,6 +103,42 @@ def spool_path(state_dir: str, rule: str, job_name: str) -> str:
     return os.path.join(state_dir, SPOOL_DIR, f"{rule}-{digest(job_name)[:12]}.jsonl")
 
 
+def shard_spool(state_dir: str, rule: str, job_name: str, shard: int) -> str:
+    """The spool of a job's generation worker `shard`: `.dreammake/spool/<rule>-<hash>.shard<N>.jsonl`."""
+    base = spool_path(state_dir, rule, job_name)
+    return f"{base[:-len('.jsonl')]}.shard{shard}.jsonl"
+
+
+def shard_count(resources: dict[str, Any]) -> int:
+    """How many generation workers a rule's resources ask for (`shards`, at least 1)."""
+    return max(1, int(resources.get("shards") or 1))
+
+
+def _remote(ctx: JobContext, model: LLM) -> RemoteGeneration | None:
+    """The job's generation workers, when its misses go to workers: a local model, and the executor runs it in
+    workers always (Slurm), or the rule asks for shards, or the executor assigned the job GPUs. Else None."""
+    starter = ctx.workers
+    if starter is None or ctx.state is None or not model.local:
+        return None
+    shards = shard_count(ctx.job.rule.resources)
+    if not (starter.always or shards > 1 or ctx.gpus):
+        return None
+    from dreammake.fingerprint import digest
+    from dreammake.llm.remote import REMOTE_DIR, RemoteGeneration, Session
+
+    job = ctx.job
+    state_dir = str(ctx.state.dir)
+
+    def make() -> RemoteGeneration:
+        folder = os.path.join(state_dir, REMOTE_DIR, f"{job.rule.name}-{digest(job.name)[:12]}")
+        spools = [shard_spool(state_dir, job.rule.name, job.name, i) for i in range(shards)]
+        session = Session(os.path.dirname(state_dir), ctx.dreamfile, job.rule.name, dict(job.wildcards), shards,
+                          spools)
+        return RemoteGeneration(folder, session, starter, job.rule.where)
+
+    return ctx.keep("remote-generation", make)
+
+
 def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, misses: list[tuple[str, int]],
                 messages: list[list[dict[str, str]]], params: dict[str, Any], seeds: Sequence[int | None],
                 samples: Sequence[int], fresh: dict[str, tuple[str, str | None]], what: str) -> None:
@@ -110,16 +147,13 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
     if budget is not None and budget.exhausted:
         raise DreamError(f"rule {rule.name!r}: --max-cost ${budget.max_cost:g} already reached; "
                          f"{len(misses)} row(s) not generated", rule.where)
-    requests = [Request(tuple(m), params, seeds[i], samples[i]) for m, (_, i) in zip(messages, misses)]
-    advance = ctx.track(what, len(requests))
+    advance = ctx.track(what, len(misses))
     cancel = threading.Event()
     spend = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     over_budget = False
 
-    def on_result(index: int, response: Response) -> None:
+    def take(key: str, response: Response) -> None:
         nonlocal over_budget
-        key = misses[index][0]
-        cache.add(key, model_hash, response)
         fresh[key] = (response.text, response.finish_reason)
         if response.served_model or response.system_fingerprint:
             _add_served(ctx, [response.served_model], [response.system_fingerprint])
@@ -131,15 +165,26 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
             if budget is not None and budget.add(response.cost_usd):
                 over_budget = True
                 cancel.set()
-        cache.commit_if_due()
         advance(1)
 
+    def on_result(index: int, response: Response) -> None:
+        key = misses[index][0]
+        cache.add(key, model_hash, response)
+        take(key, response)
+        cache.commit_if_due()
+
     watcher = _forward(ctx.cancel, cancel)
-    backend = model.backend()
-    if hasattr(backend, "notify"):  # API backends say when answers are long in coming
-        backend.notify = lambda text: ctx.log(f"rule {rule.name!r}: {text}")
+    remote = _remote(ctx, model)
     try:
-        backend.generate(requests, on_result, cancel)
+        if remote is not None:
+            rows = [(key, m, seeds[i], samples[i]) for m, (key, i) in zip(messages, misses)]
+            remote.run(model_hash, params, rows, cache.absorb, lambda r: take(r["key"], _response(r)), cancel)
+        else:
+            backend = model.backend()
+            if hasattr(backend, "notify"):  # API backends say when answers are long in coming
+                backend.notify = lambda text: ctx.log(f"rule {rule.name!r}: {text}")
+            requests = [Request(tuple(m), params, seeds[i], samples[i]) for m, (_, i) in zip(messages, misses)]
+            backend.generate(requests, on_result, cancel)
     except LLMError as exc:
         raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
     finally:
@@ -154,6 +199,13 @@ def _call_model(ctx: JobContext, model: LLM, cache: RowCache, model_hash: str, m
         if ctx.cancel.is_set():
             raise DreamError(f"rule {rule.name!r}: interrupted with {missing} row(s) left", rule.where)
         raise DreamError(f"rule {rule.name!r}: the model returned no result for {missing} row(s)", rule.where)
+
+
+def _response(record: dict[str, Any]) -> Response:
+    """A spooled answer as a Response."""
+    return Response(record.get("text") or "", record.get("finish_reason"), record.get("prompt_tokens") or 0,
+                    record.get("completion_tokens") or 0, record.get("cost_usd") or 0.0,
+                    record.get("latency_s") or 0.0, record.get("served_model"), record.get("system_fingerprint"))
 
 
 def _forward(source: threading.Event, target: threading.Event) -> threading.Event:

@@ -68,6 +68,22 @@ class LLM:
             return normalize(self.spec)
         return None
 
+    @property
+    def local(self) -> bool:
+        """Whether the model runs in this process (transformers, vLLM, a backend object that says `local = True`)
+        rather than behind an API; such a model can generate in worker processes, on the GPUs a job was given."""
+        if self.target is not None:
+            from dreammake.targets import CheckpointFolder
+
+            return CheckpointFolder(self.target).api_model() is None
+        if hasattr(self.spec, "generate"):
+            return bool(getattr(self.spec, "local", False))
+        if self.options.get("api_base"):
+            return False
+        from dreammake.llm.registry import LOCAL_BACKENDS, backend_kind
+
+        return backend_kind(os.fspath(self.spec)) in LOCAL_BACKENDS
+
     def identity(self) -> dict[str, Any]:
         """What decides this model's outputs; never credentials. Computed once, without loading weights."""
         if self._identity is None:

@@ -122,6 +122,9 @@ def route(spec: str, api_base: str | None = None) -> tuple[str, str]:
     return DEFAULT, spec
 
 
+LOCAL_BACKENDS = frozenset({"transformers", "vllm"})  # backends that load the model into this process
+
+
 def backend_kind(spec: str, api_base: str | None = None) -> str:
     """The name of the backend for a spec: 'transformers', 'vllm', 'openai_http', 'litellm' or a plugin's."""
     return route(spec, api_base)[0]

@@ -46,6 +46,7 @@ class PromptStep(Action):
     kind = "prompt"
     version = 1
     needs_state = True  # the row cache
+    shardable = True  # its misses can go to N generation workers (`shards=N`; dreammake.llm.remote)
 
     def __init__(self, llm: LLM, input_column: str | None = None, output_column: str = "output",
                  template: str | None = None, system: str | None = None, seed: int | None = 0,

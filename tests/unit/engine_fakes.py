@@ -130,19 +130,24 @@ class ScriptedLauncher:
         self.interrupted = False
         self.closed: bool | None = None
         self.unfinished_at_interrupt: list[str] = []
+        self.given: dict[str, tuple[str, ...] | None] = {}  # job -> the GPUs it was started on
 
     def default_limits(self, needed: set[str]) -> dict[str, float]:
         self.asked_limits.append(set(needed))
         return {"gpus": self.gpus} if "gpus" in needed else {}
 
+    def devices(self, limits: dict[str, float]) -> list[str] | None:
+        return [str(i) for i in range(int(limits["gpus"]))] if limits.get("gpus") else None
+
     def open(self) -> None:
         pass
 
-    def start(self, decision: Decision) -> Hashable:
+    def start(self, decision: Decision, gpus: tuple[str, ...] | None = None) -> Hashable:
         name = decision.job.name
         if name in self.start_errors:
             raise DreamError(f"rule {name!r}: refused")
         self.started.append(name)
+        self.given[name] = gpus
         self.running.append(decision)
         self.most_at_once = max(self.most_at_once, len(self.running))
         gpus = sum(float(d.job.rule.resources.get("gpus", 0)) for d in self.running)

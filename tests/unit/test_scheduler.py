@@ -9,6 +9,7 @@ import pytest
 from engine_fakes import FakeJobServer, FakePlanner, ScriptedLauncher, quiet_console
 
 from dreammake import executor
+from dreammake.actions import Action
 from dreammake.dsl import Workflow
 from dreammake.errors import DreamError
 from dreammake.executor import ReadyQueue, Scheduler, Slots, Summary
@@ -22,12 +23,20 @@ def noop(output: str) -> None:
     """A rule action; the scripted launcher never calls it."""
 
 
+class ShardableNoop(Action):
+    """A rule kind that may take `shards=` (as prompt rules do); never executed here."""
+
+    kind = "fake-prompt"
+    shardable = True
+
+
 def decisions(root: Path, rules: dict[str, tuple[list[str], dict[str, Any]]]) -> list[Decision]:
     """Stale decisions, upstream first, for rules `name -> (names of rules it reads, resources)`; rule `x`
     writes `x.txt`. All of them are requested."""
     wf = Workflow(root / "Dreamfile")
     for name, (deps, resources) in rules.items():
-        wf.rule(name, input=[f"{d}.txt" for d in deps] or None, output=f"{name}.txt", run=noop, resources=resources)
+        run = ShardableNoop() if "shards" in resources else noop
+        wf.rule(name, input=[f"{d}.txt" for d in deps] or None, output=f"{name}.txt", run=run, resources=resources)
     graph = Resolver(wf).resolve(list(rules))
     return [Decision(job, "missing", "missing", "fp") for job in graph.jobs]
 
@@ -74,6 +83,39 @@ def test_slots_resources_and_count(project_dir: Path) -> None:
     assert other is not None and not slots.free()
     slots.release(claim)
     assert slots.fits(g1) and slots.free() and slots.in_use == {"gpus": 0}
+
+
+def test_slots_give_each_gpu_job_its_own_gpus_and_take_them_back(project_dir: Path) -> None:
+    ds = decisions(project_dir, {"a": ([], {"gpus": 1}), "b": ([], {"gpus": 1}), "c": ([], {"gpus": 2}),
+                                 "s": ([], {"gpus": 1, "shards": 2}), "cpu": ([], {})})
+    a, b, c, sharded, cpu = ds
+    slots = Slots(4, {"gpus": 4}, devices=["0", "1", "2", "3"])
+    first, second = slots.claim(a), slots.claim(b)
+    assert first is not None and second is not None
+    assert (first.devices, second.devices) == (("0",), ("1",))
+    assert slots.claim(cpu).devices == ()  # type: ignore[union-attr]
+    slots.release(first)
+    both = slots.claim(c)
+    assert both is not None and both.devices == ("0", "2")  # the lowest free ids
+    slots.release(second)
+    slots.release(both)
+    assert slots.fits(sharded) and slots.claim(sharded).devices == ("0", "1")  # type: ignore[union-attr]
+    assert slots.in_use == {"gpus": 2}  # gpus are per shard: 2 shards x 1
+
+
+def test_concurrent_gpu_jobs_start_on_different_gpus(project_dir: Path) -> None:
+    launcher = ScriptedLauncher(gpus=2, batch=2)
+    rules = {"g1": ([], {"gpus": 1}), "g2": ([], {"gpus": 1}), "g3": ([], {"gpus": 1}), "cpu": ([], {})}
+    summary = run(decisions(project_dir, rules), launcher, jobs=3)
+    assert sorted(summary.ran) == sorted(rules)
+    assert {launcher.given["g1"], launcher.given["g2"]} == {("0",), ("1",)}  # ran at once, on different GPUs
+    assert launcher.given["g3"] in {("0",), ("1",)} and launcher.given["cpu"] is None
+
+
+def test_a_sharded_gpu_rule_needs_gpus_for_every_shard(project_dir: Path) -> None:
+    ds = decisions(project_dir, {"s": ([], {"gpus": 1, "shards": 4})})
+    with pytest.raises(DreamError, match="needs gpus=4 but only 2 are available"):
+        run(ds, ScriptedLauncher(gpus=2))
 
 
 def test_slots_ask_make_for_a_token_beyond_the_first_job(project_dir: Path) -> None:

@@ -1,0 +1,121 @@
+"""Generation workers as subprocesses of this process: the local executor's `WorkerStarter`.
+
+A prompt rule's job whose generation goes to workers (`dreammake.llm.remote`: the rule asks for `shards`, or
+the job was given GPUs) starts one `python -m dreammake.gen_worker FOLDER SHARD` per shard. Each sees only its
+own GPUs (`CUDA_VISIBLE_DEVICES`: the job's GPUs split in equal parts, one replica per GPU by default); on a
+machine without assigned GPUs the shards share the cores (`OMP_NUM_THREADS`). Output goes to
+`FOLDER/shard-<i>.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dreammake.config_env import with_config
+
+if TYPE_CHECKING:
+    from dreammake.graph import Job
+
+
+def worker_env(config: dict[str, Any], gpus: tuple[str, ...] | None, shards: int) -> dict[str, str]:
+    """The environment of a generation worker: ours, the `--config` values, this interpreter's import path (the
+    Dreamfile's own modules resolve as here), and its GPUs or its share of the cores."""
+    env = with_config(os.environ, config)
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    elif shards > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // shards)))
+    return env
+
+
+def split_gpus(gpus: tuple[str, ...] | None, shards: int) -> list[tuple[str, ...] | None]:
+    """Each shard's GPUs: the job's GPUs in `shards` equal consecutive parts (None for all: none assigned)."""
+    if not gpus:
+        return [None] * shards
+    per = max(1, len(gpus) // shards)
+    return [gpus[i * per:(i + 1) * per] for i in range(shards)]
+
+
+class LocalWorkers:
+    """A job's shard workers, one subprocess each (see the module docstring)."""
+
+    always = False  # the local executor generates in-process unless a rule asks for shards or has GPUs
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], logs: list[str]):
+        self.procs = procs
+        self.logs = logs
+
+    @classmethod
+    def starter(cls, root: str, config: dict[str, Any],
+                python: str = sys.executable) -> Callable[[Job, tuple[str, ...] | None], LocalStarter]:
+        """The ThreadLauncher's `workers` factory: a starter for one job on its GPUs."""
+        return lambda job, gpus: LocalStarter(root, config, gpus, python)
+
+    def ended(self) -> dict[int, str]:
+        """Shards whose process exited, and how."""
+        return {i: _how(p.returncode) for i, p in enumerate(self.procs) if p.poll() is not None}
+
+    def log(self, shard: int) -> str:
+        return self.logs[shard]
+
+    def stop(self, wait_s: float) -> None:
+        """Wait up to `wait_s` for every worker to exit, then stop the rest (their whole process group)."""
+        deadline = time.monotonic() + wait_s
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+class LocalStarter:
+    """Starts one job's shard workers here (`WorkerStarter`)."""
+
+    always = LocalWorkers.always
+
+    def __init__(self, root: str, config: dict[str, Any], gpus: tuple[str, ...] | None, python: str):
+        self.root = root
+        self.config = config
+        self.gpus = gpus
+        self.python = python
+
+    def start(self, folder: str, shards: int) -> LocalWorkers:
+        procs, logs = [], []
+        for shard, gpus in enumerate(split_gpus(self.gpus, shards)):
+            log = os.path.join(folder, f"shard-{shard}.log")
+            with open(log, "ab") as out:
+                procs.append(subprocess.Popen([self.python, "-m", "dreammake.gen_worker", folder, str(shard)],
+                                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              cwd=self.root, env=worker_env(self.config, gpus, shards),
+                                              start_new_session=True))
+            logs.append(log)
+        return LocalWorkers(procs, logs)
+
+
+def _how(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
