@@ -30,7 +30,7 @@ from dreammake.gpus import detect_gpus, gpu_pool
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
-from dreammake.shard_workers import LocalWorkers
+from dreammake.shard_workers import LocalWorkers, stop_all
 from dreammake.state import TargetRecord
 
 if TYPE_CHECKING:
@@ -438,8 +438,10 @@ class ThreadLauncher:
         return [(fut, _outcome(fut)) for fut in done]
 
     def interrupt(self) -> list[Finished]:
-        """Tell running actions to stop and remove the temp outputs of unfinished jobs."""
+        """Tell running actions to stop, stop their generation workers and remove the temp outputs of unfinished
+        jobs."""
         self.runner.cancel.set()
+        stop_all()
         self.runner.cleanup()
         return []
 

@@ -9,6 +9,7 @@ machine without assigned GPUs the shards share the cores (`OMP_NUM_THREADS`). Ou
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -50,6 +51,18 @@ def split_gpus(gpus: tuple[str, ...] | None, shards: int) -> list[tuple[str, ...
     return [gpus[i * per:(i + 1) * per] for i in range(shards)]
 
 
+_RUNNING: set[subprocess.Popen[bytes]] = set()  # workers not yet stopped: ended with this process at the latest
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every worker still running (Ctrl-C: the run ends without waiting for its job threads)."""
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+
 class LocalWorkers:
     """A job's shard workers, one subprocess each (see the module docstring)."""
 
@@ -58,6 +71,7 @@ class LocalWorkers:
     def __init__(self, procs: list[subprocess.Popen[bytes]], logs: list[str]):
         self.procs = procs
         self.logs = logs
+        _RUNNING.update(procs)
 
     @classmethod
     def starter(cls, root: str, config: dict[str, Any],
@@ -89,6 +103,7 @@ class LocalWorkers:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            _RUNNING.discard(proc)
 
 
 class LocalStarter:

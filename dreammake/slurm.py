@@ -20,6 +20,7 @@ resources, while the job here follows their spools into the row cache.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -170,6 +171,7 @@ class SlurmLauncher:
                 outcome = self._ingest(job)
                 if not isinstance(outcome, DreamError):
                     finished.append(Finished(job.decision, outcome, job.submitted))
+        cancel_generation_arrays()
         return finished + self.local.interrupt()
 
     def close(self, interrupted: bool) -> None:
@@ -284,10 +286,22 @@ class SlurmWorkerStarter:
         return SlurmWorkers(job_id, folder, shards, launcher.poll_s)
 
 
+_ARRAYS: set[str] = set()  # generation array jobs not yet stopped: cancelled when this process exits at the latest
+
+
+@atexit.register
+def cancel_generation_arrays() -> None:
+    """Cancel every generation array job still running (Ctrl-C: the run ends without waiting for its job threads)."""
+    if _ARRAYS:
+        subprocess.run(["scancel", *_ARRAYS], capture_output=True, check=False)
+        _ARRAYS.clear()
+
+
 class SlurmWorkers:
     """The tasks of a generation array job; what squeue says of them, asked at most once per `poll_s`."""
 
     def __init__(self, job_id: str, folder: str, shards: int, poll_s: float):
+        _ARRAYS.add(job_id)
         self.job_id = job_id
         self.folder = folder
         self.shards = shards
@@ -319,6 +333,7 @@ class SlurmWorkers:
             time.sleep(min(self.poll_s, 0.5))
         if len(self._ended) < self.shards:
             subprocess.run(["scancel", self.job_id], capture_output=True, check=False)
+        _ARRAYS.discard(self.job_id)
 
 
 class SlurmExecutor(Scheduler):

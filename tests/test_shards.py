@@ -123,3 +123,59 @@ rule("f", output="f.txt", run=f, shards=2)
 """)
     out = project.run("-n", code=2)
     assert "shards= splits a prompt rule's generation" in out and "Dreamfile:4" in out
+
+
+SMOL = """
+def prompts():
+    return {"topic": ["rain", "tea", "maps", "owls", "jazz", "salt", "kites", "moss"]}
+
+tiny = llm("smollm2-135m-instruct", max_tokens=8, temperature=0.0, batch_size=2)
+rule("topics", output="t/topics.parquet", run=prompts)
+rule("lines", input="t/topics.parquet", output="t/lines.parquet", shards=SHARDS,
+     run=rules.process_with_prompt(llm=tiny, instruction="Write one short line about:", input_column="topic",
+                                   output_column="line"))
+"""
+
+
+def test_real_model_two_shards_equal_one(project, tmp_path, smol_checkpoint):
+    project.dreamfile(SMOL.replace("SHARDS", "2"))
+    project.run("t/lines.parquet")
+    sharded = project.read("t/lines.parquet")
+    spools = sorted((project.root / ".dreammake" / "spool").glob("lines-*.shard*.jsonl"))
+    assert len(spools) == 2 and all(len(p.read_text().splitlines()) == 4 for p in spools)  # 4 rows each
+
+    single = type(project)(tmp_path / "single")
+    single.root.mkdir()
+    single.dreamfile(SMOL.replace("SHARDS", "1"))
+    single.run("t/lines.parquet")
+    assert single.read("t/lines.parquet") == sharded
+    assert all(row["line"] for row in sharded)
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_their_answers(project):
+    project.dreamfile(workflow(shards=2, rows=60, delay=0.1))
+    proc = project.spawn("t/echo.parquet")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(local_calls(project.root)) < 6:
+        time.sleep(0.05)
+    workers = {int(c[0]) for c in local_calls(project.root)}
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a generation worker outlived its run"
+        time.sleep(0.1)
+    answered = len(local_calls(project.root))
+    (project.root / "local-calls.log").unlink()
+    project.run("t/echo.parquet")
+    assert len(local_calls(project.root)) <= 60 - answered + 2  # (at most the rows in flight are asked again)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"

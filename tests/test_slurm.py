@@ -268,3 +268,55 @@ def test_ctrl_c_cancels_submitted_jobs_and_keeps_finished_ones(project):
         time.sleep(0.2)
     assert not (project.root / "t/slow.parquet").exists()
     assert project.plan() == {"slow": "missing"}
+
+
+SHARDED = """
+def topics():
+    return {"topic": [f"topic number {i}" for i in range(24)]}
+
+tiny = llm("smollm2-135m-instruct", max_tokens=6, temperature=0.0, batch_size=2)
+rule("topics", output="t/topics.parquet", run=topics)
+rule("lines", input="t/topics.parquet", output="t/lines.parquet", shards=SHARDS,
+     run=rules.process_with_prompt(llm=tiny, instruction="One word about:", input_column="topic",
+                                   output_column="line"))
+"""
+
+
+def spooled(root) -> dict[str, int]:
+    """Answers in each shard spool of the `lines` job."""
+    return {p.name: len(p.read_text().splitlines())
+            for p in (root / ".dreammake" / "spool").glob("lines-*.shard*.jsonl")}
+
+
+@pytest.mark.slurm
+def test_sharded_prompt_rule_on_slurm_resumes_after_a_killed_worker(project, tmp_path, smol_checkpoint):
+    reference = type(project)(tmp_path / "reference")
+    reference.root.mkdir()
+    reference.dreamfile(SHARDED.replace("SHARDS", "1"))
+    reference.run("t/lines.parquet")  # local executor, in this process: the unsharded output
+
+    project.dreamfile(SHARDED.replace("SHARDS", "2"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = project.spawn(*RUN, "t/lines.parquet", env=env)
+    deadline = time.time() + 180
+    while sum(spooled(project.root).values()) < 4:  # both workers loaded the model and answer rows
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
+        time.sleep(0.1)
+    tasks = subprocess.run(["squeue", "--noheader", "--array", "--name=dm-gen-lines", "--format=%i"],
+                           capture_output=True, text=True).stdout.split()
+    assert len(tasks) == 2 and all("_" in t for t in tasks), tasks  # one array job, one task per shard
+    victim = sorted(tasks)[1]
+    subprocess.run(["scancel", victim], check=True)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 2, out
+    assert "generation worker shard 1" in out and "unanswered" in out and "CANCELLED" in out, out
+    answered = sum(spooled(project.root).values())
+    assert 4 <= answered < 24
+    assert not (project.root / "t/lines.parquet").exists()
+
+    out = project.run(*RUN, "t/lines.parquet")
+    assert "generation on 2 worker(s)" in out, out
+    assert sum(spooled(project.root).values()) == 24  # the rerun asked only for the missing rows: each row once
+    stats = {r["target"]: r for r in json.loads(project.run("status", "--json"))["targets"]}["t/lines.parquet"]
+    assert stats.get("llm_calls") == 24 - answered and stats.get("llm_cached") == answered, stats
+    assert project.read("t/lines.parquet") == reference.read("t/lines.parquet")
