@@ -3,6 +3,7 @@ exactly once, and the pool's identity names no server (adding one keeps the cach
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -19,14 +20,18 @@ rule("a", input="t/q.parquet", output="t/a.parquet",
 """
 
 
-def test_least_outstanding_first_and_a_failed_server_is_set_aside():
-    pool = ServerPool(["http://a/v1/chat/completions", "http://b/v1/chat/completions"], retry_dead_after_s=60)
-    first, second = pool.acquire(), pool.acquire()
-    assert {first.url, second.url} == {s.url for s in pool.servers}  # one each
-    pool.release(first, failed=True)
-    assert pool.acquire() is second and pool.acquire() is second  # the failed one is out
-    pool.servers[0].dead_until = 0.0  # its time out is over: tried again
-    assert pool.acquire() is pool.servers[0]
+def test_most_free_slots_first_and_a_failed_server_is_set_aside():
+    async def main() -> None:
+        pool = ServerPool(["http://a/v1", "http://b/v1"], retry_dead_after_s=60)
+        first, second = await pool.acquire(), await pool.acquire()
+        assert {first.server.url, second.server.url} == {s.url for s in pool.servers}  # one each
+        pool.release(first, failed=True)
+        assert (await pool.acquire()).server is second.server  # the failed one is out
+        assert (await pool.acquire()).server is second.server
+        pool.servers[0].dead_until = 0.0  # its time out is over: tried again
+        assert (await pool.acquire()).server is pool.servers[0]
+
+    asyncio.run(main())
 
 
 def test_a_stopped_server_costs_no_row(project):

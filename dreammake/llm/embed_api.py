@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import LLMError, Request, Response
 from .openai_http import OpenAIHTTPBackend
+from .pool import Server
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,9 +34,9 @@ class EmbeddingBackend(OpenAIHTTPBackend):
 
     backend_name = "openai_embeddings"
 
-    async def _call(self, req: Request) -> Response:
+    async def _call(self, req: Request, server: Server) -> Response:
         texts = [m["content"] for m in req.messages]
-        text, status = await self._post("embeddings", {"model": self.name, "input": texts})
+        text, status = await self._post(server, "embeddings", {"model": self.name, "input": texts})
         try:
             data = json.loads(text)
             rows = sorted(data["data"], key=lambda d: d.get("index", 0))

@@ -1,13 +1,15 @@
-"""Shared machinery for API backends: a background asyncio loop, a concurrency limit, rate limits
-(requests and tokens per minute, token buckets), bounded retries with exponential backoff and
-jitter (respecting Retry-After), and streaming results back to the calling thread.
+"""Shared machinery for API backends: a background asyncio loop, concurrency limits per server (a pool of
+one or more, `dreammake.llm.pool`: adaptive unless `concurrency=` fixes one for all), rate limits (requests
+and tokens per minute, token buckets), bounded retries with exponential backoff and jitter (respecting
+Retry-After), and streaming results back to the calling thread.
 
-A concurrency slot is held until the calling thread has taken the answer (`on_result`), so
-at most `concurrency` requests are ever sent but not yet handed over: what a kill can lose.
+A concurrency slot is held until the calling thread has taken the answer (`on_result`), so at most the
+current limit (`concurrency`, when fixed) of requests are ever sent but not yet handed over: what a kill
+can lose. A failed attempt gives its slot back at once; its retry takes a new one, maybe at another server.
 Each request waits at most `timeout` seconds for its answer (60 s unless raised, e.g. for a
 slow local server); while no answer comes, a line says how many requests wait on which URL.
 
-A subclass implements ``_call(request) -> Response`` (raising :class:`Retryable` for transient
+A subclass implements ``_call(request, server) -> Response`` (raising :class:`Retryable` for transient
 failures and :class:`LLMError` for fatal ones) and optionally ``_prepare``/``_aclose``.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from .base import LLMError, OnResult, Request, Response
+from .pool import Server, ServerPool, Slot
 
 DEFAULT_TIMEOUT_S = 60.0  # per request: seconds to wait for an answer
 WAIT_NOTICE_S = 15.0  # say so when no answer came for this long (or half the timeout, when shorter)
@@ -31,10 +34,24 @@ WAIT_NOTICE_S = 15.0  # say so when no answer came for this long (or half the ti
 class Retryable(Exception):
     """A transient failure (429, 5xx, connection error, timeout): retry after a delay."""
 
-    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None,
+                 timed_out: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.timed_out = timed_out
+
+    @property
+    def server_failed(self) -> bool:
+        """No answer or a 5xx: the server is set aside for a while (a 429 or a malformed body is no failure)."""
+        return self.status is None or self.status >= 500
+
+    @property
+    def overload(self) -> str | None:
+        """How the server said it has too much to do (`429`, `503`, `504`, `timeout`), else None."""
+        if self.status in (429, 503, 504):
+            return str(self.status)
+        return "timeout" if self.timed_out else None
 
 
 def is_retryable_status(status: int | None) -> bool:
@@ -110,18 +127,20 @@ class AsyncAPIBackend:
     backend_name = "api"
     notify: Callable[[str], None] | None = None  # where waiting lines go (the run's log; else stderr)
 
-    def __init__(self, model: str, *, concurrency: int = 16, rpm: float | None = None,
-                 tpm: float | None = None, max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S,
-                 backoff_base: float = 0.5, backoff_max: float = 60.0):
+    def __init__(self, model: str, *, servers: list[str] | None = None, concurrency: int | None = None,
+                 rpm: float | None = None, tpm: float | None = None, max_retries: int = 5,
+                 timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5, backoff_max: float = 60.0):
+        """`servers`: where requests go (URLs of a pool; default: the model's one endpoint); `concurrency`:
+        a fixed limit for all of them, or None for an adaptive limit per server."""
         self.model = model
-        self.concurrency = max(1, int(concurrency))
+        self.concurrency = None if concurrency is None else max(1, int(concurrency))
+        self.pool = ServerPool(servers or [model], self.concurrency, say=self._say)
         self.max_retries = max(0, int(max_retries))
         self.timeout = float(timeout)
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self._rpm = TokenBucket(rpm) if rpm else None
         self._tpm = TokenBucket(tpm) if tpm else None
-        self._sem: asyncio.Semaphore | None = None
         self._pause_until = 0.0  # set by a 429 with Retry-After: every worker waits
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -131,7 +150,8 @@ class AsyncAPIBackend:
     def _prepare(self) -> None:
         """Called in the calling thread before each generate (e.g. slow imports)."""
 
-    async def _call(self, req: Request) -> Response:  # pragma: no cover - abstract
+    async def _call(self, req: Request, server: Server) -> Response:  # pragma: no cover - abstract
+        """Send `req` to `server` (of `self.pool`) and return its answer."""
         raise NotImplementedError
 
     async def _aclose(self) -> None:
@@ -166,7 +186,6 @@ class AsyncAPIBackend:
             self._loop = self._thread = None
         if loop is None:
             return
-        self._sem = None  # asyncio primitives are bound to the loop being closed
         for bucket in (self._rpm, self._tpm):
             if bucket is not None:
                 bucket._lock = None
@@ -222,7 +241,7 @@ class AsyncAPIBackend:
                 try:
                     on_result(item[0], item[1])
                 finally:
-                    loop.call_soon_threadsafe(self._sem.release)  # the slot was held until now
+                    loop.call_soon_threadsafe(self.pool.release, item[2])  # the slot was held until now
                 remaining -= 1
                 last_answer = time.monotonic()
         finally:
@@ -232,8 +251,9 @@ class AsyncAPIBackend:
             with contextlib.suppress(BaseException):  # already reported, or cancelled
                 fut.result(timeout=30)
             while not results.empty():  # answers never handed over still hold their slots
-                if isinstance(results.get(), tuple):
-                    loop.call_soon_threadsafe(self._sem.release)
+                item = results.get()
+                if isinstance(item, tuple):
+                    loop.call_soon_threadsafe(self.pool.release, item[2])
 
     def _say(self, text: str) -> None:
         if self.notify is not None:
@@ -243,38 +263,27 @@ class AsyncAPIBackend:
 
     async def _run_all(self, requests: list[Request], results: queue.SimpleQueue,
                        stop: threading.Event, flight: list[int]) -> None:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
         it = iter(enumerate(requests))
 
         async def worker() -> None:
             for i, req in it:
                 if stop.is_set():
                     return
-                await self._sem.acquire()
-                flight[0] += 1
                 try:
-                    resp = await self._with_retries(req)
+                    resp, slot = await self._with_retries(req, flight)
                 except LLMError as exc:
-                    self._sem.release()
                     stop.set()
                     results.put(exc)
                     return
                 except Exception as exc:  # noqa: BLE001 - a bug or unexpected error: stop the run
-                    self._sem.release()
                     stop.set()
                     results.put(LLMError(f"{self.model}: {type(exc).__name__}: "
                                          f"{' '.join(str(exc).split())[:200]}"))
                     return
-                except BaseException:  # cancelled
-                    self._sem.release()
-                    raise
-                finally:
-                    flight[0] -= 1
-                results.put((i, resp))  # its slot is released once the calling thread has taken it
+                results.put((i, resp, slot))  # its slot is released once the calling thread has taken it
 
-        workers = [asyncio.ensure_future(worker())
-                   for _ in range(min(self.concurrency, len(requests)))]
+        # a worker per slot the pool can ever have (each waits for one in turn)
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.pool.capacity, len(requests)))]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -285,21 +294,13 @@ class AsyncAPIBackend:
         delay = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return delay * (0.5 + random.random() * 0.5)  # jitter: 50-100% of the exponential delay
 
-    async def _with_retries(self, req: Request) -> Response:
+    async def _with_retries(self, req: Request, flight: list[int]) -> tuple[Response, Slot]:
+        """The answer to `req` and the slot it holds, after at most `max_retries` retries."""
         attempt = 0
-        est = None
         started = time.monotonic()
         while True:
-            wait = self._pause_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if self._rpm is not None:
-                await self._rpm.take(1)
-            if self._tpm is not None:
-                est = self._estimate(req)
-                await self._tpm.take(est)
             try:
-                resp = await self._call(req)
+                return await self._attempt(req, flight)
             except Retryable as exc:
                 attempt += 1
                 if attempt > self.max_retries:
@@ -312,12 +313,39 @@ class AsyncAPIBackend:
                 else:
                     delay = self._backoff(attempt)
                 await asyncio.sleep(delay)
-                continue
-            if self._tpm is not None and est is not None:
-                used = resp.prompt_tokens + resp.completion_tokens
-                if used:
-                    self._tpm.adjust(used - est)
-            return resp
+
+    async def _attempt(self, req: Request, flight: list[int]) -> tuple[Response, Slot]:
+        """One try of `req` on a slot of its own: the answer and the slot it holds (a failed try gives it back,
+        telling the pool whether the server failed or pushed back)."""
+        slot = await self.pool.acquire()
+        flight[0] += 1
+        est = None
+        loop = asyncio.get_running_loop()
+        try:
+            wait = self._pause_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._rpm is not None:
+                await self._rpm.take(1)
+            if self._tpm is not None:
+                est = self._estimate(req)
+                await self._tpm.take(est)
+            sent = loop.time()
+            resp = await self._call(req, slot.server)
+        except Retryable as exc:
+            self.pool.release(slot, exc.server_failed, exc.overload)
+            raise
+        except BaseException:  # fatal, a bug, or cancelled
+            self.pool.release(slot)
+            raise
+        finally:
+            flight[0] -= 1
+        self.pool.answered(slot, loop.time() - sent)
+        if self._tpm is not None and est is not None:
+            used = resp.prompt_tokens + resp.completion_tokens
+            if used:
+                self._tpm.adjust(used - est)
+        return resp, slot
 
     def _estimate(self, req: Request) -> int:
         return estimate_tokens(list(req.messages), req.params.get("max_tokens"))

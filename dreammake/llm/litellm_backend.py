@@ -9,6 +9,7 @@ from typing import Any
 
 from .base import LLMError, Request, Response
 from .limits import DEFAULT_TIMEOUT_S, AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
+from .pool import Server
 from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 _NOT_SENT = {"n", "stream", "seed"}
@@ -31,17 +32,17 @@ class LiteLLMBackend(AsyncAPIBackend):
     """Chat completions through ``litellm.acompletion`` (litellm's own retries disabled).
 
     Params the provider does not support are dropped by litellm (``drop_params``), e.g. ``seed``
-    for Anthropic."""
+    for Anthropic. The endpoint is a pool of one server (its limit adapts unless ``concurrency`` is given)."""
 
     backend_name = "litellm"
 
     def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = None,
-                 system_prompt: str | None = None, concurrency: int = 16,
+                 system_prompt: str | None = None, concurrency: int | None = None,
                  rpm: float | None = None, tpm: float | None = None, max_retries: int = 5,
                  timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5, backoff_max: float = 60.0):
-        super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                         max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
+        super().__init__(model, servers=[public_url(api_base) or model], concurrency=concurrency, rpm=rpm,
+                         tpm=tpm, max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
                          backoff_max=backoff_max)
         self.api_base = api_base
         self.api_key_env = api_key_env
@@ -94,7 +95,7 @@ class LiteLLMBackend(AsyncAPIBackend):
             kw["api_key"] = "no-key"  # a local OpenAI-compatible server: litellm insists on a key
         return kw
 
-    async def _call(self, req: Request) -> Response:
+    async def _call(self, req: Request, server: Server) -> Response:
         litellm = self._litellm
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -119,7 +120,8 @@ class LiteLLMBackend(AsyncAPIBackend):
                 raise LLMError(message) from None
             if is_retryable_status(status) and (status is not None or is_api_error):
                 headers = getattr(getattr(exc, "response", None), "headers", None)
-                raise Retryable(message, parse_retry_after(headers), status) from None
+                timed_out = isinstance(exc, (litellm.exceptions.Timeout, asyncio.TimeoutError))
+                raise Retryable(message, parse_retry_after(headers), status, timed_out) from None
             raise LLMError(message) from None
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)

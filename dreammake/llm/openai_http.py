@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from .base import LLMError, Request, Response
 from .costs import token_cost
 from .limits import DEFAULT_TIMEOUT_S, AsyncAPIBackend, Retryable, is_retryable_status, parse_retry_after
-from .pool import ServerPool, base_identity
+from .pool import Server, base_identity
 from .util import api_key_from, build_messages, effective_seed, public_url, scrub
 
 # Providers that speak the OpenAI chat API: default api_base and API-key env var.
@@ -47,7 +47,9 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
     ``n`` in params is not sent (each sample is its own Request); ``seed`` is sent as the
     request's seed mixed with its sample index (see util.effective_seed). ``timeout`` is how long
     one request waits for its answer (raise it for slow local servers). ``api_base`` may be a list:
-    a pool of servers of one model (see `dreammake.llm.pool`). ``batch=True`` sends a rule's misses as one
+    a pool of servers of one model (see `dreammake.llm.pool`). ``concurrency`` fixes how many requests
+    are in flight at once (over the whole pool); without it each server's limit adapts (see
+    `dreammake.llm.adaptive`). ``batch=True`` sends a rule's misses as one
     batch job instead (polled every ``batch_poll_s`` seconds; see `dreammake.llm.batch`).
     """
 
@@ -55,19 +57,19 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
 
     def __init__(self, model: str, api_base: str | list[str] | None = None, api_key: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", system_prompt: str | None = None,
-                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
                  max_retries: int = 5, timeout: float = DEFAULT_TIMEOUT_S, backoff_base: float = 0.5,
                  backoff_max: float = 60.0, extra_headers: dict[str, str] | None = None, batch: bool = False,
                  batch_poll_s: float = 30.0):
-        super().__init__(model, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                         max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
-                         backoff_max=backoff_max)
         self.provider, self.name = split_provider(model)
         default_base, default_env = OPENAI_COMPATIBLE.get(self.provider or "openai", (None, None))
         bases = [b.rstrip("/") for b in api_base] if isinstance(api_base, (list, tuple)) else \
             [(api_base or default_base or "").rstrip("/")]
         if not all(bases):
             raise LLMError(f"{model}: api_base is required for this provider")
+        super().__init__(model, servers=[b.removesuffix("/chat/completions") for b in bases],
+                         concurrency=concurrency, rpm=rpm, tpm=tpm, max_retries=max_retries, timeout=timeout,
+                         backoff_base=backoff_base, backoff_max=backoff_max)
         self.api_base: str | list[str] = bases[0] if len(bases) == 1 else bases
         if api_key_env == "OPENAI_API_KEY" and self.provider not in (None, "openai"):
             api_key_env = default_env  # the provider's own variable unless one was named
@@ -78,7 +80,6 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
         self.batch, self.batch_poll_s = batch, batch_poll_s  # the provider's batch API: half price, hours
         if batch and len(bases) > 1:
             raise LLMError(f"{model}: batch=True sends one batch job to one api_base, not to a pool of servers")
-        self.pool = ServerPool([b.removesuffix("/chat/completions") for b in bases])
         # a local server is free whatever its model name
         self._price = any((urlsplit(b).hostname or "") not in _LOCAL_HOSTS for b in bases)
         self._session = None
@@ -106,7 +107,7 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             if self._key:
                 headers["Authorization"] = f"Bearer {self._key}"
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=self.pool.capacity, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 30.0)),
                 headers=headers,
             )
@@ -140,20 +141,17 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
             msg = err.get("message", err) if isinstance(err, dict) else err
         return scrub(f"{self.model}: HTTP {status} from {self.endpoint()}: {msg}", [self._key])
 
-    async def _post(self, path: str, body: dict[str, Any]) -> tuple[str, int]:
-        """POST a JSON body to `path` (e.g. `chat/completions`) of a server of the pool; the response text and
-        status (429/5xx/timeouts raise Retryable, other errors LLMError; a failing server is set aside)."""
+    async def _post(self, server: Server, path: str, body: dict[str, Any]) -> tuple[str, int]:
+        """POST a JSON body to `path` (e.g. `chat/completions`) of `server`; the response text and status
+        (429/5xx/timeouts raise Retryable, other errors LLMError)."""
         import aiohttp
 
         session = await self._ensure_session()
-        server = self.pool.acquire()
         where = public_url(f"{server.url}/{path}")
-        failed = True  # until an answer (or a client error that is not the server's fault) comes
         try:
             async with session.post(f"{server.url}/{path}", data=json.dumps(body)) as resp:
                 text = await resp.text()
                 status = resp.status
-                failed = status >= 500
                 if status != 200:
                     message = self._error(status, text)
                     if is_retryable_status(status):
@@ -161,22 +159,20 @@ class OpenAIHTTPBackend(AsyncAPIBackend):
                     raise LLMError(message)
         except asyncio.TimeoutError:
             raise Retryable(f"{self.model}: no answer from {where} within {self.timeout:g} s"
-                            " (raise the model's timeout= for a slow server)") from None
+                            " (raise the model's timeout= for a slow server)", timed_out=True) from None
         except aiohttp.ClientError as exc:
             raise Retryable(scrub(f"{self.model}: {type(exc).__name__} from {where}: {exc}",
                                   [self._key])) from None
-        finally:
-            self.pool.release(server, failed)
         return text, status
 
     def malformed(self, text: str, status: int) -> Retryable:
         """The error for a response body that is not what the API promises."""
         return Retryable(f"{self.model}: malformed response: {scrub(text[:120], [self._key])}", status=status)
 
-    async def _call(self, req: Request) -> Response:
+    async def _call(self, req: Request, server: Server) -> Response:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        text, status = await self._post("chat/completions", self.payload(req))
+        text, status = await self._post(server, "chat/completions", self.payload(req))
         try:
             return self.response_of(json.loads(text), loop.time() - t0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
