@@ -26,3 +26,25 @@ class Instant:
 
     def close(self) -> None:
         pass
+
+
+class LocalInstant(Instant):
+    """`Instant` as a local model (`local = True`), so `shards=` sends it to worker processes; `delay` seconds per
+    row stand in for a model's compute (a worker's share of the rows costs its share of the time)."""
+
+    def __init__(self, keep: int | None = None, delay: float = 0.0):
+        super().__init__(keep)
+        self.delay = delay
+
+    local = True
+
+    def identity(self) -> dict:
+        return {"backend": "local-instant", "delay": self.delay}
+
+    def generate(self, requests, on_result, cancel) -> None:
+        import time
+
+        for i, r in enumerate(requests):
+            if self.delay:
+                time.sleep(self.delay)
+            on_result(i, Response(text=r.messages[-1]["content"][::-1], finish_reason="stop"))

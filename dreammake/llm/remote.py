@@ -39,7 +39,8 @@ from dreammake.llm import spool
 from dreammake.llm.base import Request, Response
 
 REMOTE_DIR = "remote"
-POLL_S = 0.25  # how often the coordinator reads the shard spools, and a worker looks for the next batch
+POLL_S = 0.25  # the longest wait between two looks at the shard spools (coordinator) or for the next batch (worker)
+FIRST_POLL_S = 0.005  # the first wait after something happened; it doubles while nothing does, up to POLL_S
 HEARTBEAT_S = 2.0
 ORPHAN_S = 120.0  # a worker stops when its coordinator has not touched the heartbeat for this long
 STOP_WAIT_S = 30.0  # how long `close` lets workers finish (they exit within POLL_S of the end marker)
@@ -155,8 +156,10 @@ class RemoteGeneration:
             self.workers = self.starter.start(self.folder, self.session.shards)
         shards = self.session.shards
         owner = {row[0]: i % shards for i, row in enumerate(rows)}
+        wait = Backoff()
         while owner:
-            self._take(absorb, owner, on_record)
+            if self._take(absorb, owner, on_record):
+                wait.reset()
             if not owner:
                 return
             if cancel.is_set():
@@ -167,15 +170,19 @@ class RemoteGeneration:
                 self._take(absorb, owner, on_record)  # what they spooled before ending
                 if owner:
                     raise self._ended_error(ended, owner)
-            time.sleep(POLL_S)
+            wait.sleep()
             self._heartbeat()
 
     def _take(self, absorb: Callable[[str], list[dict[str, Any]]], owner: dict[str, int],
-              on_record: Callable[[dict[str, Any]], None]) -> None:
+              on_record: Callable[[dict[str, Any]], None]) -> int:
+        """Hand this batch's new answers to `on_record`; returns how many came."""
+        taken = 0
         for path in self.session.spools:
             for record in absorb(path):
                 if owner.pop(record["key"], None) is not None:
                     on_record(record)
+                    taken += 1
+        return taken
 
     def _ended_error(self, ended: dict[int, str], owner: dict[str, int]) -> DreamError:
         left = len(owner)
@@ -209,6 +216,21 @@ class RemoteGeneration:
                 pass
 
 
+class Backoff:
+    """Waits that start short after something happened and double while nothing does, up to POLL_S: a batch's
+    last answers and the next batch are picked up within milliseconds, an idle wait costs four looks a second."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.wait = FIRST_POLL_S
+
+    def sleep(self) -> None:
+        time.sleep(self.wait)
+        self.wait = min(POLL_S, self.wait * 2)
+
+
 # -- the worker's half -------------------------------------------------------------------------------
 def serve(folder: str, shard: int, backend_for: Callable[[str], Any], log: Callable[[str], None] = print) -> int:
     """Answer shard `shard`'s rows of every batch in `folder` until the end marker; returns the rows answered.
@@ -219,6 +241,7 @@ def serve(folder: str, shard: int, backend_for: Callable[[str], Any], log: Calla
     done = _spooled_keys(session.spools[shard])
     answered = 0
     number = 1
+    wait = Backoff()
     try:
         while True:
             batch = read_json(batch_path(folder, number))
@@ -226,13 +249,14 @@ def serve(folder: str, shard: int, backend_for: Callable[[str], Any], log: Calla
                 answered += _answer(batch, shard, session.shards, backend_for(batch["model"]), writer, done)
                 log(f"shard {shard}: batch {number} done ({answered} row(s) answered so far)")
                 number += 1
+                wait.reset()
                 continue
             if os.path.exists(os.path.join(folder, END_FILE)) and not os.path.exists(batch_path(folder, number)):
                 return answered
             if _orphaned(folder):
                 log(f"shard {shard}: the coordinator stopped touching {HEARTBEAT_FILE}; exiting")
                 return answered
-            time.sleep(POLL_S)
+            wait.sleep()
     finally:
         writer.close()
 
