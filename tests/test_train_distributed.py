@@ -224,3 +224,23 @@ rule("model", input={{"train": "train.parquet"}}, output="models/m/",
     out = project.run(code=2)
     assert "rule 'model': resources={'nodes': 2} trains on 2 nodes under --executor slurm (this job runs in no" \
            " Slurm allocation)" in out
+
+
+def test_fsdp_lora_on_a_lora_checkpoint_base_is_refused_before_merging(project, monkeypatch):
+    """Such a result must be saved merged, which FSDP does not do: one line at job start, the base left unmerged."""
+    from dreammake.gpus import detect_gpus
+
+    (project.root / "adapter").mkdir()
+    for name in ("adapter_config.json", "config.json"):
+        (project.root / "adapter" / name).write_text("{}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # `--resources gpus=2` lets the job start on this machine
+    detect_gpus.cache_clear()
+    try:
+        project.dreamfile(SFT.replace('"smollm2-135m-instruct"', '"adapter"').format(
+            options="strategy='fsdp', lora={'r': 8}", resources={"gpus": 2}))
+        out = project.run("--resources", "gpus=2", code=2)
+    finally:
+        detect_gpus.cache_clear()
+    assert "rule 'model': its base is a LoRA checkpoint, so the result must be saved merged, which" \
+           " strategy='fsdp' does not do: train with strategy='ddp'" in out
+    assert not list((project.root / ".dreammake/work").glob("*/merged-base"))

@@ -122,14 +122,15 @@ class Train(Action):
         rule = ctx.job.rule
         inputs = self._inputs(ctx)
         options = dict(self.options)
+        if checked_strategy(options.get("strategy")) == "fsdp" and options.get("lora") is not None \
+                and CheckpointFolder(str(self.base)).is_adapter():
+            raise DreamError(f"rule {rule.name!r}: its base is a LoRA checkpoint, so the result must be saved merged,"
+                             " which strategy='fsdp' does not do: train with strategy='ddp'", rule.where)
         options["base"] = self._base_folder(str(self.base), ctx)
         if options["base"].startswith(ctx.work_dir):
             # the base was a LoRA checkpoint merged into the work folder, which goes away after the build:
             # save a full model so the result stands alone
             options["merge"] = True
-            if checked_strategy(options.get("strategy")) == "fsdp" and options.get("lora") is not None:
-                raise DreamError(f"rule {rule.name!r}: its base is a LoRA checkpoint, so the result must be saved"
-                                 " merged, which strategy='fsdp' does not do: train with strategy='ddp'", rule.where)
         if isinstance(options.get("reward_model"), TargetRef):
             options["reward_model"] = str(options["reward_model"])
         output = next(iter(ctx.outputs.values()))

@@ -101,11 +101,10 @@ def run_training(
     processes: int = 1,
     gpus: int = 0,
     cancel: threading.Event | None = None,
-    *,
-    nodes: int = 1,
-    devices: tuple[str, ...] | None = None,
     dreamfile: dict[str, Any] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    nodes: int = 1,
+    devices: tuple[str, ...] | None = None,
 ) -> dict:
     """Train ``kind`` on Parquet ``inputs`` and write the final checkpoint into ``output_dir``.
 
