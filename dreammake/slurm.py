@@ -58,11 +58,15 @@ def needs_state(action: Any) -> bool:
 def sbatch_options(resources: dict[str, Any]) -> list[str]:
     """sbatch options for a rule's resources.
 
-    `gpus: N` → `--gres=gpu:N`; `cpus: N` (else `processes: N` > 1) → `--cpus-per-task=N`;
+    `nodes: N` > 1 → `--nodes=N --ntasks-per-node=1` (a trainer starts its processes on each node itself);
+    `gpus: N` → `--gres=gpu:N` (per node); `cpus: N` (else `processes: N` > 1) → `--cpus-per-task=N`;
     `mem` (MB as a number, or text like "16G"), `time` (minutes, or "HH:MM:SS"), `partition`,
     `account` as such; `sbatch_args` (a list, or one string) is appended verbatim.
     """
     opts = []
+    nodes = int(resources.get("nodes") or 1)
+    if nodes > 1:
+        opts += [f"--nodes={nodes}", "--ntasks-per-node=1"]
     gpus = int(resources.get("gpus") or 0)
     if gpus:
         opts.append(f"--gres=gpu:{gpus}")

@@ -135,7 +135,7 @@ def _names_read(path: Path) -> set[str]:
 def test_valid_options_are_exactly_what_the_workers_read():
     """Each kind accepts what its worker code reads (and the launcher, for reward_fn), and reads all it accepts."""
     folder = Path(train_pkg.__file__).parent
-    shared = {name for f in ("common.py", "runner.py", "spec.py") for name in _names_read(folder / f)}
+    shared = {name for f in ("common.py", "runner.py", "spec.py", "quantize.py") for name in _names_read(folder / f)}
     launcher = _names_read(folder / "api.py")
     assert shared <= set(DEFAULTS), shared - set(DEFAULTS)
     assert launcher <= set().union(*(valid_options(k) for k in KIND_OPTIONS)), launcher

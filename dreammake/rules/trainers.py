@@ -16,9 +16,12 @@ saves checkpoints under the job's work folder, and resumes from the last one whe
 is restarted with the same fingerprint.
 
 The fingerprint names the recipe, not the hardware split: `batch_size` is the global batch, so one
-process or eight train the same thing. The dtype enters it resolved (`auto` is bfloat16 when the rule
-asks for GPUs, else float32). Everything a trainer draws comes from `seed`, so on CPU a rebuild
-gives bit-identical weights. Unknown options fail when the Dreamfile loads.
+process or eight (or `{"nodes": 2, "gpus": 8}` under `--executor slurm`) train the same thing, and
+`strategy="fsdp"` (shard the model over the GPUs instead of copying it to each) is no part of it either;
+`quantization="4bit"` (QLoRA: a frozen 4-bit base under LoRA adapters, on CUDA with bitsandbytes) is.
+The dtype enters it resolved (`auto` is bfloat16 when the rule asks for GPUs, else float32). Everything a
+trainer draws comes from `seed`, so on CPU a rebuild gives bit-identical weights. Unknown options fail when
+the Dreamfile loads.
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ from dreammake.refs import TargetRef
 from dreammake.suggest import check_keywords
 from dreammake.targets import ADAPTER_CONFIG, BASE_MARKER, CheckpointFolder
 
-from .train.spec import per_device_batch, process_count, resolved_dtype, valid_options
+from .train.spec import (
+    check_placement,
+    checked_strategy,
+    per_device_batch,
+    process_count,
+    quantization_recipe,
+    resolved_dtype,
+    valid_options,
+)
 
 
 class Train(Action):
@@ -46,6 +57,10 @@ class Train(Action):
         if not base:
             raise TypeError("base= is required: a model alias, hf:ORG/NAME, a local folder, a .gguf file or a target")
         check_keywords(f"rules.train_{kind}()", options, valid_options(kind))
+        checked_strategy(options.get("strategy"))
+        if quantization_recipe(options.get("quantization")) is not None and kind == "embedding":
+            raise ValueError("quantization= loads a transformers base 4-bit; rules.train_embedding() trains a"
+                             " sentence-transformers model and cannot quantize it")
         self.train_kind = kind
         self.kind = f"train_{kind}"
         self.base = base
@@ -54,11 +69,13 @@ class Train(Action):
         self.bound_to: str | None = None
 
     def bind(self, rule: Any) -> None:
-        """Check that the batch splits over the rule's processes and resolve the dtype for its GPUs."""
-        processes, gpus = _counts(rule.resources)
+        """Check that the batch splits over the rule's processes, that its strategy and quantization can run on
+        its resources, and resolve the dtype for its GPUs."""
+        processes, gpus, nodes = _counts(rule.resources)
         try:
             per_device_batch(self.options.get("batch_size"), self.options.get("gradient_accumulation"),
-                             process_count(processes, gpus))
+                             process_count(processes, gpus, nodes))
+            check_placement(self.options, processes, gpus, nodes)
         except ValueError as exc:
             raise DreamError(f"rule {rule.name!r}: {exc}", rule.where) from None
         dtype = resolved_dtype(self.options.get("dtype"), gpus)
@@ -69,7 +86,11 @@ class Train(Action):
 
     # -- identity ----------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        params = {k: (v if not callable(v) else "<function>") for k, v in self.options.items()}
+        """The options that decide the weights: not `strategy` (where the weights live while training); the
+        quantization by its recipe, the dtype resolved."""
+        params = {k: (v if not callable(v) else "<function>") for k, v in self.options.items() if k != "strategy"}
+        if "quantization" in params:
+            params["quantization"] = quantization_recipe(params["quantization"])
         return params | {"dtype": self.dtype}
 
     def code_identity(self) -> str:
@@ -101,6 +122,10 @@ class Train(Action):
         rule = ctx.job.rule
         inputs = self._inputs(ctx)
         options = dict(self.options)
+        if checked_strategy(options.get("strategy")) == "fsdp" and options.get("lora") is not None \
+                and CheckpointFolder(str(self.base)).is_adapter():
+            raise DreamError(f"rule {rule.name!r}: its base is a LoRA checkpoint, so the result must be saved merged,"
+                             " which strategy='fsdp' does not do: train with strategy='ddp'", rule.where)
         options["base"] = self._base_folder(str(self.base), ctx)
         if options["base"].startswith(ctx.work_dir):
             # the base was a LoRA checkpoint merged into the work folder, which goes away after the build:
@@ -109,12 +134,13 @@ class Train(Action):
         if isinstance(options.get("reward_model"), TargetRef):
             options["reward_model"] = str(options["reward_model"])
         output = next(iter(ctx.outputs.values()))
-        processes, gpus = _counts(rule.resources)
+        processes, gpus, nodes = _counts(rule.resources)
         ctx.log(f"{ctx.job.name}: training {self.train_kind} on {os.path.basename(options['base'])}"
                 f" (log: {os.path.join(ctx.work_dir, 'train.log')})")
         try:
             summary = run_training(self.train_kind, options, inputs, output, ctx.work_dir,
-                                   processes=processes, gpus=gpus, cancel=ctx.cancel,
+                                   processes=processes, gpus=gpus, nodes=nodes, devices=ctx.gpus,
+                                   cancel=ctx.cancel,
                                    dreamfile={"path": ctx.dreamfile, "config": ctx.config},
                                    on_record=TrainingProgress(ctx, self.train_kind))
         except (TrainingError, ValueError) as exc:
@@ -209,9 +235,10 @@ class TrainingProgress:
             self.last_line = now
 
 
-def _counts(resources: dict[str, Any]) -> tuple[int, int]:
-    """(processes, gpus) a rule's resources ask for."""
-    return int(resources.get("processes", 1) or 1), int(resources.get("gpus", 0) or 0)
+def _counts(resources: dict[str, Any]) -> tuple[int, int, int]:
+    """(processes, gpus, nodes) a rule's resources ask for (`processes` and `gpus` per node)."""
+    return (int(resources.get("processes", 1) or 1), int(resources.get("gpus", 0) or 0),
+            int(resources.get("nodes", 1) or 1))
 
 
 def merge_adapter(folder: str, out: str) -> str:
@@ -251,7 +278,9 @@ COMMON = ("Options: lora={'r': 8} (None = full fine-tune), merge=True (save merg
           " trades memory for time, same recipe), learning_rate=, seed= (data order, new weights, LoRA init,"
           " dropout), dtype='auto'|'bf16'|'fp16'|'fp32' ('auto': bf16 with GPUs, else fp32), max_length=,"
           " save_steps=, early_stopping_patience= (with a 'validation' input), eval_steps=, eval_batch_size="
-          " (per process), trainer_args={...} (more TrainingArguments). Unknown options fail at load.")
+          " (per process), strategy='ddp'|'fsdp' ('fsdp': shard the model over the GPUs; not in the fingerprint),"
+          " quantization='4bit' (QLoRA: the base loaded 4-bit nf4 with bf16 compute, LoRA only, CUDA and"
+          " bitsandbytes), trainer_args={...} (more TrainingArguments). Unknown options fail at load.")
 train_sft = _factory("sft", "Supervised fine-tuning (causal LM or seq2seq) on input→output pairs or a chat"
                      " `messages` column; loss on the completion only.\n\nExample: `rules.train_sft("
                      "base='smollm2-135m-instruct', input_column='abstract', output_column='tweet', lora={'r': 8})`."

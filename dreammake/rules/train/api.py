@@ -6,10 +6,10 @@ and a killed worker leaves resumable checkpoints.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from dreammake.config_env import with_config
+from dreammake.gpus import detect_gpus
 
+from .launch import worker_command
 from .spec import (
     COMPLETE_MARKER,
     KIND_OPTIONS,
@@ -26,6 +28,7 @@ from .spec import (
     Spec,
     per_device_batch,
     process_count,
+    quantization_recipe,
     resolved_dtype,
 )
 
@@ -64,32 +67,11 @@ def _reward_fn_ref(fn: Any, dreamfile: dict[str, Any] | None = None) -> dict[str
     raise ValueError("options['reward_fn'] must be a callable or 'module:function' / 'file.py:function'")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def worker_command(spec_path: str, nproc: int) -> list[str]:
-    module = f"{__package__}.worker"
-    if nproc <= 1:
-        return [sys.executable, "-m", module, spec_path]
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=1",
-        f"--nproc_per_node={nproc}",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        "-m",
-        module,
-        spec_path,
-    ]
-
-
-def worker_env(nproc: int, gpus: int, config: dict[str, Any] | None = None) -> dict[str, str]:
-    """The training workers' environment: offline, seeded, threads per process, and the `--config` values."""
+def worker_env(nproc: int, gpus: int, config: dict[str, Any] | None = None,
+               devices: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The training workers' environment: offline, seeded, threads per process, the `--config` values, and the GPUs
+    they may use: `devices` (the CUDA ids the executor assigned the job) when given, none without `gpus`, else
+    what this process sees."""
     env = with_config(os.environ, config)
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_DATASETS_OFFLINE"] = "1"
@@ -101,6 +83,8 @@ def worker_env(nproc: int, gpus: int, config: dict[str, Any] | None = None) -> d
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     if gpus <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -119,12 +103,16 @@ def run_training(
     cancel: threading.Event | None = None,
     dreamfile: dict[str, Any] | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    nodes: int = 1,
+    devices: tuple[str, ...] | None = None,
 ) -> dict:
     """Train ``kind`` on Parquet ``inputs`` and write the final checkpoint into ``output_dir``.
 
     ``work_dir`` keeps intermediate checkpoints, the spec, ``train.log`` and ``train_log.jsonl``; calling
     again with the same ``work_dir`` resumes from its last complete checkpoint. ``on_record`` receives each record
-    the worker appends to ``train_log.jsonl`` while it runs (for progress). Returns the metrics summary.
+    the worker appends to ``train_log.jsonl`` while it runs (for progress). ``processes`` and ``gpus`` are per
+    node; ``nodes`` > 1 needs a Slurm allocation of that many nodes. ``devices`` are the CUDA ids assigned to the
+    job (None: what this process sees). Returns the metrics summary.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown training kind {kind!r}; expected one of {KINDS}")
@@ -133,8 +121,10 @@ def run_training(
         raise ValueError("options['base'] (a local model folder) is required")
     if "train" not in inputs:
         raise ValueError("inputs must contain 'train'")
-    nproc = process_count(int(processes), gpus)
-    per_device_batch(options.get("batch_size"), options.get("gradient_accumulation"), nproc)  # fail before launching
+    nproc = process_count(int(processes), gpus)  # per node
+    per_device_batch(options.get("batch_size"), options.get("gradient_accumulation"), nproc * nodes)  # fail early
+    if quantization_recipe(options.get("quantization")) is not None:
+        check_quantization_backend(options["quantization"], devices)
     options["dtype"] = resolved_dtype(options.get("dtype"), gpus)
     extra: dict[str, Any] = {}
     if kind == "grpo":
@@ -153,9 +143,10 @@ def run_training(
         inputs={k: os.path.abspath(v) for k, v in inputs.items() if v},
         output_dir=output_dir,
         work_dir=work_dir,
-        processes=nproc,
+        processes=nproc * nodes,
         gpus=gpus,
         extra=extra,
+        nodes=nodes,
     )
     spec_path = os.path.join(work_dir, "spec.json")
     with open(spec_path, "w", encoding="utf-8") as fh:
@@ -164,13 +155,14 @@ def run_training(
     if os.path.exists(result_path):
         os.remove(result_path)
     log_path = os.path.join(work_dir, LOG_FILE)
+    command = worker_command(spec_path, nproc, nodes)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            worker_command(spec_path, nproc),
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_env(nproc, gpus, (dreamfile or {}).get("config")),
+            env=worker_env(nproc, gpus, (dreamfile or {}).get("config"), devices),
             cwd=work_dir,
             start_new_session=True,
             preexec_fn=_die_with_parent,
@@ -184,6 +176,18 @@ def run_training(
         raise TrainingError(f"{kind} training finished without the completion marker in {output_dir}")
     with open(result_path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def check_quantization_backend(quantization: str, devices: tuple[str, ...] | None) -> None:
+    """ValueError, before any process starts, when this machine cannot load a quantized base: bitsandbytes'
+    4-bit layers need a CUDA GPU (the job's `devices`, else those visible here) and the package itself."""
+    missing = []
+    if not (len(devices) if devices is not None else detect_gpus()):
+        missing.append("no CUDA GPU is visible here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed (pip install bitsandbytes)")
+    if missing:
+        raise ValueError(f"quantization={quantization!r} needs a CUDA GPU and bitsandbytes: {'; '.join(missing)}")
 
 
 def _die_with_parent() -> None:

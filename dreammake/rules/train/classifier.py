@@ -9,9 +9,9 @@ from .common import (
     lora_config,
     pick_column,
     training_kwargs,
-    weight_dtype,
     with_token_counter,
 )
+from .quantize import load_base
 from .runner import save_hf, train_and_finish
 from .spec import Spec, is_main
 
@@ -49,13 +49,8 @@ def train(spec: Spec) -> dict:
 
     train_ds = prepare(train_ds)
     val_ds = prepare(val_ds) if val_ds is not None else None
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id=label2id,
-        dtype=weight_dtype(spec),
-    )
+    model = load_base(AutoModelForSequenceClassification, base, spec, num_labels=len(labels), id2label=id2label,
+                      label2id=label2id)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if spec.opt("lora") is not None:

@@ -11,7 +11,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .spec import COMPLETE_MARKER, LOG_JSONL, RESULT_JSON, Spec, default_learning_rate, resolved_dtype, world_size
+from .spec import (
+    COMPLETE_MARKER,
+    LOG_JSONL,
+    RESULT_JSON,
+    STRATEGIES,
+    Spec,
+    checked_strategy,
+    default_learning_rate,
+    resolved_dtype,
+    world_size,
+)
 
 # --------------------------------------------------------------------------- dtype
 
@@ -171,6 +181,7 @@ def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
     if world_size() > 1:
         kw["ddp_backend"] = "gloo" if spec.use_cpu else "nccl"
         kw["ddp_find_unused_parameters"] = False
+    kw.update(strategy_kwargs(spec))
     if has_eval:
         eval_steps = int(spec.opt("eval_steps") or save_steps)
         kw["eval_strategy"] = "steps"
@@ -185,6 +196,39 @@ def training_kwargs(spec: Spec, has_eval: bool, kind: str) -> dict[str, Any]:
         kw["eval_strategy"] = "no"
     kw.update(spec.options.get("trainer_args") or {})
     return kw
+
+
+def strategy_kwargs(spec: Spec) -> dict[str, Any]:
+    """TrainingArguments for the job's strategy: with "fsdp", FSDP2 wrapping each transformer block, full weights
+    gathered for checkpoints and the final save, and FSDP's own activation checkpointing."""
+    if checked_strategy(spec.opt("strategy")) != "fsdp":
+        return {}
+    return {
+        "fsdp": True,
+        "fsdp_config": {
+            "version": 2,
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's _no_split_modules
+            "reshard_after_forward": True,
+            "state_dict_type": "FULL_STATE_DICT",  # checkpoints and output load without FSDP
+            "activation_checkpointing": bool(spec.opt("gradient_checkpointing")),
+        },
+        "gradient_checkpointing": False,  # FSDP checkpoints activations itself (both at once is an error)
+    }
+
+
+def check_strategy(spec: Spec, trainer) -> None:
+    """RuntimeError when the trainer does not shard as the job asked (accelerate silently falls back to DDP
+    where it cannot run FSDP)."""
+    if checked_strategy(spec.opt("strategy")) == "fsdp" and not getattr(trainer, "is_fsdp_enabled", False):
+        raise RuntimeError("strategy='fsdp' was asked for, but accelerate did not enable FSDP (it does with CUDA"
+                           f" GPUs and at least 2 processes; this job has {world_size()} process(es),"
+                           f" {spec.gpus} GPU(s) per node)")
+
+
+def strategy_note(spec: Spec) -> str:
+    """What the summary (and the model card) says about the strategy."""
+    name = checked_strategy(spec.opt("strategy"))
+    return f"{name}: {STRATEGIES[name]} (not in the fingerprint: it changes where the weights live, not the recipe)"
 
 
 def callbacks(spec: Spec, has_eval: bool) -> list:
@@ -356,6 +400,7 @@ def summarise(trainer, train_output, spec: Spec, resumed_from: str | None, eval_
         "tokens_per_second": (tokens / runtime) if runtime > 0 else None,
         "resumed_from_step": checkpoint_step(resumed_from),
         "world_size": world_size(),
+        "strategy": strategy_note(spec),
         "bit_identical_rebuilds": rebuild_guarantee(spec),
     }
     return summary, rows

@@ -24,6 +24,7 @@ from .common import (
     weight_dtype,
     with_token_counter,
 )
+from .quantize import load_base
 from .runner import save_hf, train_and_finish
 from .spec import Spec
 
@@ -155,7 +156,7 @@ def train(spec: Spec) -> dict:
         beta=float(spec.opt("beta", 0.0)),
         log_completions=False,
     )
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=weight_dtype(spec))
+    model = load_base(AutoModelForCausalLM, base, spec)
     trainer = with_token_counter(GRPOTrainer)(
         model=model,
         reward_funcs=reward_funcs,

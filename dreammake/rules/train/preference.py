@@ -13,6 +13,7 @@ from .common import (
     weight_dtype,
     with_token_counter,
 )
+from .quantize import load_base
 from .runner import save_hf, train_and_finish
 from .spec import Spec
 
@@ -77,7 +78,7 @@ def train_dpo(spec: Spec) -> dict:
     train_ds, val_ds = load_splits(spec)
     train_ds = to_preference(train_ds, spec, tokenizer, require_prompt=True, with_margin=False)
     val_ds = to_preference(val_ds, spec, tokenizer, True, False) if val_ds is not None else None
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=weight_dtype(spec))
+    model = load_base(AutoModelForCausalLM, base, spec)
     lora = spec.opt("lora") is not None
     ref_model = None
     if not lora:  # full fine-tune: frozen copy as the reference (LoRA uses the adapter-disabled base)
@@ -111,7 +112,7 @@ def train_reward(spec: Spec) -> dict:
     train_ds, val_ds = load_splits(spec)
     train_ds = to_preference(train_ds, spec, tokenizer, require_prompt=False, with_margin=True)
     val_ds = to_preference(val_ds, spec, tokenizer, False, True) if val_ds is not None else None
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=weight_dtype(spec))
+    model = load_base(AutoModelForSequenceClassification, base, spec, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     lora = spec.opt("lora") is not None
     args = RewardConfig(

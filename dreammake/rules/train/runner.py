@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 
 from .common import (
+    check_strategy,
     finish_output,
     last_checkpoint,
     summarise,
@@ -39,6 +40,7 @@ def train_and_finish(
     has_eval: bool,
     save: Callable[[], None],
 ) -> dict:
+    check_strategy(spec, trainer)
     resume = last_checkpoint(spec.checkpoint_dir)
     if resume:
         log.warning("resuming from %s", resume)

@@ -12,9 +12,9 @@ from .common import (
     pick_column,
     render_template,
     training_kwargs,
-    weight_dtype,
     with_token_counter,
 )
+from .quantize import load_base
 from .runner import save_hf, train_and_finish
 from .spec import Spec
 
@@ -107,7 +107,7 @@ def train_causal(spec: Spec) -> dict:
     if val_ds is not None:
         val_ds, _ = to_pairs(val_ds, spec, tokenizer, use_chat)
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=weight_dtype(spec))
+    model = load_base(AutoModelForCausalLM, base, spec)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     kw = training_kwargs(spec, val_ds is not None, "sft")
@@ -164,7 +164,7 @@ def train_seq2seq(spec: Spec) -> dict:
 
     train_ds = prepare(train_ds)
     val_ds = prepare(val_ds) if val_ds is not None else None
-    model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=weight_dtype(spec))
+    model = load_base(AutoModelForSeq2SeqLM, base, spec)
     if spec.opt("lora") is not None:
         from peft import get_peft_model
 

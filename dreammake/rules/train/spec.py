@@ -1,6 +1,6 @@
 """What the coordinating process and the training workers share, without importing torch or transformers:
-the worker spec, the options (defaults, each kind's own, the batch split, the dtype), file names in the work
-folder, and the distributed rank helpers."""
+the worker spec, the options (defaults, each kind's own, the batch split, the dtype, the strategy and the
+quantization), file names in the work folder, and the distributed rank helpers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from dreammake.suggest import did_you_mean
 
 COMPLETE_MARKER = ".dreammake-complete"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -34,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "warmup": 0.0,
     "lr_scheduler": "linear",
     "weight_decay": 0.0,
+    "strategy": "ddp",  # how the processes split the work (see STRATEGIES); not in the fingerprint
+    "quantization": None,  # "4bit": QLoRA (see quantization_recipe); in the fingerprint
     "trainer_args": None,  # extra transformers.TrainingArguments fields
 }
 
@@ -55,14 +59,69 @@ DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float1
           "fp32": "float32", "float32": "float32", "float": "float32"}
 
 
+STRATEGIES = {
+    "ddp": "each process holds the whole model",
+    "fsdp": "the model's parameters, gradients and optimizer state are sharded over the processes (FSDP2)",
+}
+"""Training strategies. They change where the weights live, not what is trained: no part of the fingerprint."""
+
+QUANTIZATIONS = {
+    "4bit": {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16",
+             "storage_dtype": "bfloat16"},
+}
+"""Quantizations of the base (bitsandbytes); the recipe enters the fingerprint."""
+
+
 def valid_options(kind: str) -> frozenset[str]:
     """Every option a `rules.train_<kind>()` accepts."""
     return frozenset(DEFAULTS) | frozenset(KIND_OPTIONS[kind])
 
 
-def process_count(processes: int, gpus: int) -> int:
-    """How many training processes a job starts: one per GPU, else `processes` (at least one)."""
-    return gpus if gpus > 0 else max(1, processes)
+def process_count(processes: int, gpus: int, nodes: int = 1) -> int:
+    """How many training processes a job starts: one per GPU, else `processes` (at least one), on each node."""
+    return max(1, nodes) * (gpus if gpus > 0 else max(1, processes))
+
+
+def checked_strategy(strategy: Any) -> str:
+    """The strategy's name, or ValueError with the closest valid one."""
+    name = str(strategy or DEFAULTS["strategy"]).lower()
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}{did_you_mean(name, STRATEGIES)}"
+                         f" (use {' or '.join(STRATEGIES)})")
+    return name
+
+
+def quantization_recipe(quantization: Any) -> dict[str, Any] | None:
+    """What a quantization name stands for (None: the base is not quantized), or ValueError."""
+    if quantization in (None, False, "", "none"):
+        return None
+    name = str(quantization).lower()
+    if name not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantization!r}{did_you_mean(name, QUANTIZATIONS)}"
+                         f" (use {' or '.join(QUANTIZATIONS)})")
+    return dict(QUANTIZATIONS[name])
+
+
+def check_placement(options: dict[str, Any], processes: int, gpus: int, nodes: int) -> None:
+    """ValueError when the strategy or quantization cannot run on what the rule's resources ask for.
+
+    transformers shards with FSDP through accelerate, which does so only on GPUs (on CPU it would silently train
+    with DDP); bitsandbytes' 4-bit layers need CUDA, and only LoRA adapters train on a quantized base.
+    """
+    fsdp = checked_strategy(options.get("strategy")) == "fsdp"
+    if fsdp and (gpus < 1 or process_count(processes, gpus, nodes) < 2):
+        raise ValueError("strategy='fsdp' shards the model over GPUs: it needs resources={'gpus': N} with"
+                         " N × nodes ≥ 2 (accelerate runs FSDP on CUDA only; on CPU train with strategy='ddp')")
+    if fsdp and options.get("lora") is not None and options.get("merge"):
+        raise ValueError("strategy='fsdp' saves LoRA adapters unmerged: drop merge=True or train with strategy='ddp'")
+    if quantization_recipe(options.get("quantization")) is None:
+        return
+    if options.get("lora") is None:
+        raise ValueError(f"quantization={options['quantization']!r} trains LoRA adapters on a frozen quantized"
+                         " base: give lora={'r': 8} (full fine-tuning cannot update 4-bit weights)")
+    if gpus < 1:
+        raise ValueError(f"quantization={options['quantization']!r} needs a CUDA GPU (bitsandbytes):"
+                         " give the rule resources={'gpus': N}")
 
 
 def resolved_dtype(dtype: Any, gpus: int) -> str:
@@ -114,9 +173,10 @@ class Spec:
     inputs: dict[str, str]
     output_dir: str
     work_dir: str
-    processes: int = 1
-    gpus: int = 0
+    processes: int = 1  # all training processes, over every node
+    gpus: int = 0  # per node
     extra: dict[str, Any] = field(default_factory=dict)
+    nodes: int = 1
 
     def to_json(self) -> str:
         """The spec as the JSON file a worker reads."""
