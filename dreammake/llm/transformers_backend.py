@@ -55,6 +55,7 @@ class TransformersBackend:
         self.threads = threads
         self._want_dtype = dtype
         self._want_device = device
+        self._gpus = 0  # set by place(): the GPUs this process's shard owns
         self._model = None
         self._tok = None
         self._ckpt: Path | None = None
@@ -64,11 +65,30 @@ class TransformersBackend:
     # ------------------------------------------------------------------ setup
     @property
     def device(self) -> str:
+        """The device the model runs on: the user's choice, else the GPU when placed on one or one is found."""
         if self._want_device and self._want_device != "auto":
             return self._want_device
+        if self._gpus > 0:
+            return "cuda"
         from dreammake.gpus import detect_gpus  # no torch import (it costs seconds at plan time)
 
         return "cuda" if detect_gpus() > 0 else "cpu"
+
+    def place(self, gpus: int) -> None:
+        """Load onto the `gpus` GPUs this process owns (a generation worker calls it before the first generate,
+        CUDA_VISIBLE_DEVICES already narrowed to them): 0 leaves the device as it is, 1 puts the model on the
+        GPU, more spreads its layers over them (accelerate's `device_map="auto"`). A device given by the user
+        wins. Placement changes where the model runs, not what it is: it is no part of `identity()`. A model
+        already loaded keeps its place until `close()`."""
+        self._gpus = max(0, int(gpus))
+
+    def _placement(self) -> tuple[dict[str, Any], str | None]:
+        """`from_pretrained`'s placement keywords and the device to move the loaded model to (None: already
+        placed by accelerate)."""
+        chosen = self._want_device and self._want_device != "auto"
+        if self._gpus > 1 and not chosen:
+            return {"device_map": "auto"}, None
+        return {}, self.device
 
     @property
     def dtype_name(self) -> str:
@@ -112,14 +132,16 @@ class TransformersBackend:
                 torch.set_num_threads(int(self.threads))
             tok = self._tokenizer()
             dtype = getattr(torch, self.dtype_name)
-            model = AutoModelForCausalLM.from_pretrained(self._checkpoint(), dtype=dtype)
+            placement, device = self._placement()
+            model = AutoModelForCausalLM.from_pretrained(self._checkpoint(), dtype=dtype, **placement)
             if self.adapter:
                 if not Path(self.adapter).is_dir():
                     raise LLMError(f"{self.model_spec}: adapter {self.adapter} is not a folder")
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, self.adapter)
-            model.to(self.device)
+            if device is not None:
+                model.to(device)
             model.eval()
             if model.generation_config.pad_token_id is None:
                 model.generation_config.pad_token_id = tok.pad_token_id
