@@ -175,3 +175,28 @@ def test_rows_are_reported_as_they_finish(smol_backend):
     smol_backend.generate(reqs, lambda i, resp: order.append((i, resp.completion_tokens)), threading.Event())
     assert [i for i, _ in order] == [1, 0]
     assert order[0][1] <= 2 < order[1][1]
+
+
+def test_sampled_rows_do_not_depend_on_batch_companions_or_batch_size(smol_backend):
+    """Sharded generation splits rows over workers: a row's text may depend only on its own seed, prompt and
+    params, never on the rows beside it in a batch, their order or the batch size."""
+    story = ({"role": "user", "content": "Tell me a short story about a fox."},)
+    rows = [Request(story, {"temperature": 1.0, "max_tokens": 12}, seed=5),
+            Request(story, {"temperature": 0.8, "top_p": 0.9, "max_tokens": 12}, seed=6),
+            Request(story, {"temperature": 1.2, "top_k": 20, "max_tokens": 12}, seed=7),
+            Request(story, {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "max_tokens": 12}, seed=8)]
+    companions = [ask("Say hi.", max_tokens=6), ask("List three colours.", temperature=1.0, max_tokens=12),
+                  Request(story, {"temperature": 1.0, "max_tokens": 12}, seed=99)]
+    together = run(smol_backend, rows)
+    old = smol_backend.batch_size
+    try:
+        smol_backend.batch_size = 3
+        mixed = run(smol_backend, [companions[0], rows[2], companions[1], rows[0], rows[3], companions[2], rows[1]])
+        smol_backend.batch_size = 1
+        alone = run(smol_backend, rows)
+    finally:
+        smol_backend.batch_size = old
+    texts = [r.text for r in together]
+    assert [mixed[3].text, mixed[6].text, mixed[1].text, mixed[4].text] == texts
+    assert [r.text for r in alone] == texts
+    assert len(set(texts)) == len(texts) and mixed[5].text != texts[0]  # other seeds, other samples

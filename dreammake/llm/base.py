@@ -42,7 +42,14 @@ OnResult = Callable[[int, Response], None]  # (index into the requests list, res
 
 
 class Backend(Protocol):
-    """A model backend: turns a batch of requests into responses, streaming them as they finish."""
+    """A model backend: turns a batch of requests into responses, streaming them as they finish.
+
+    Optional: a local backend may also have ``place(gpus: int) -> None``. A generation worker calls it, when the
+    backend has it, before the first ``generate``, with the number of GPUs its shard owns (``CUDA_VISIBLE_DEVICES``
+    already narrowed to them; 0: none assigned, keep the default). The backend then loads onto those GPUs (the
+    transformers backend: the GPU, or ``device_map="auto"`` over several; vLLM: ``tensor_parallel_size``).
+    Placement changes where a model runs, never what it is, so it must not enter ``identity()``.
+    """
 
     def identity(self) -> dict[str, Any]:
         """Everything that decides the model's outputs (backend, name, revision/weights hash,

@@ -2,13 +2,13 @@
 
 Batching: requests are sorted by prompt length and generated in left-padded batches. All rows of
 a batch run one ``model.generate`` call in greedy mode; rows that sample do so inside a logits
-processor with their own ``torch.Generator`` (seeded from the request's seed and sample index),
-so a sampled request's output does not depend on which other requests share its batch. Per-row
+processor (``sampling.RowSampler``) that draws every sampling row's token in one batched call on the
+model's device, each row from its own counter-based stream (seeded from the request's seed and sample
+index), so a sampled request's output does not depend on which other requests share its batch. Per-row
 ``max_tokens`` and ``stop`` strings are enforced by a per-row stopping criterion.
 """
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +26,8 @@ from .models import (
     text_hash,
     weights_hash,
 )
-from .util import DEFAULT_MAX_TOKENS, apply_stop, build_messages, effective_seed, stop_list
+from .sampling import RowSampler
+from .util import DEFAULT_MAX_TOKENS, apply_stop, build_messages, stop_list
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -54,6 +55,7 @@ class TransformersBackend:
         self.threads = threads
         self._want_dtype = dtype
         self._want_device = device
+        self._gpus = 0  # set by place(): the GPUs this process's shard owns
         self._model = None
         self._tok = None
         self._ckpt: Path | None = None
@@ -63,11 +65,30 @@ class TransformersBackend:
     # ------------------------------------------------------------------ setup
     @property
     def device(self) -> str:
+        """The device the model runs on: the user's choice, else the GPU when placed on one or one is found."""
         if self._want_device and self._want_device != "auto":
             return self._want_device
+        if self._gpus > 0:
+            return "cuda"
         from dreammake.gpus import detect_gpus  # no torch import (it costs seconds at plan time)
 
         return "cuda" if detect_gpus() > 0 else "cpu"
+
+    def place(self, gpus: int) -> None:
+        """Load onto the `gpus` GPUs this process owns (a generation worker calls it before the first generate,
+        CUDA_VISIBLE_DEVICES already narrowed to them): 0 leaves the device as it is, 1 puts the model on the
+        GPU, more spreads its layers over them (accelerate's `device_map="auto"`). A device given by the user
+        wins. Placement changes where the model runs, not what it is: it is no part of `identity()`. A model
+        already loaded keeps its place until `close()`."""
+        self._gpus = max(0, int(gpus))
+
+    def _placement(self) -> tuple[dict[str, Any], str | None]:
+        """`from_pretrained`'s placement keywords and the device to move the loaded model to (None: already
+        placed by accelerate)."""
+        chosen = self._want_device and self._want_device != "auto"
+        if self._gpus > 1 and not chosen:
+            return {"device_map": "auto"}, None
+        return {}, self.device
 
     @property
     def dtype_name(self) -> str:
@@ -111,14 +132,16 @@ class TransformersBackend:
                 torch.set_num_threads(int(self.threads))
             tok = self._tokenizer()
             dtype = getattr(torch, self.dtype_name)
-            model = AutoModelForCausalLM.from_pretrained(self._checkpoint(), dtype=dtype)
+            placement, device = self._placement()
+            model = AutoModelForCausalLM.from_pretrained(self._checkpoint(), dtype=dtype, **placement)
             if self.adapter:
                 if not Path(self.adapter).is_dir():
                     raise LLMError(f"{self.model_spec}: adapter {self.adapter} is not a folder")
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, self.adapter)
-            model.to(self.device)
+            if device is not None:
+                model.to(device)
             model.eval()
             if model.generation_config.pad_token_id is None:
                 model.generation_config.pad_token_id = tok.pad_token_id
@@ -248,51 +271,6 @@ class TransformersBackend:
         return True
 
 
-class _Sampler:
-    """Logits processor: leaves greedy rows alone; for sampling rows draws the next token with
-    the row's own generator (temperature/top_p/top_k) and forces it by masking the rest."""
-
-    def __init__(self, reqs: list[Request]):
-        import torch
-
-        self.rows = []
-        for row, r in enumerate(reqs):
-            temp = r.params.get("temperature")
-            if not temp:  # None or 0 -> greedy
-                continue
-            seed = effective_seed(r.seed, r.sample_index)
-            if seed is None:
-                seed = secrets.randbits(31)
-            gen = torch.Generator(device="cpu")
-            gen.manual_seed(int(seed))
-            top_p = r.params.get("top_p")
-            top_k = r.params.get("top_k")
-            self.rows.append((row, float(temp), None if top_p is None else float(top_p),
-                              None if not top_k else int(top_k), gen))
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        if not self.rows:
-            return scores
-        for row, temp, top_p, top_k, gen in self.rows:
-            logits = scores[row].detach().float().cpu() / temp
-            if top_k and top_k < logits.numel():
-                kth = torch.topk(logits, top_k).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits, dim=-1)
-            if top_p is not None and top_p < 1.0:
-                sorted_p, idx = torch.sort(probs, descending=True)
-                cum = torch.cumsum(sorted_p, dim=-1)
-                drop = cum - sorted_p > top_p  # keep the smallest prefix reaching top_p
-                sorted_p = sorted_p.masked_fill(drop, 0.0)
-                probs = torch.zeros_like(probs).scatter(0, idx, sorted_p)
-            token = int(torch.multinomial(probs, 1, generator=gen))
-            scores[row] = float("-inf")
-            scores[row, token] = 0.0
-        return scores
-
-
 class _RowControl:
     """Stopping criterion with per-row max_tokens, EOS and stop strings (records where each row
     finished and hands its tokens to `on_done`) plus cancellation; owns the row sampler."""
@@ -309,7 +287,7 @@ class _RowControl:
         self.tail = [max((len(s) for s in st), default=0) + 8 for st in self.stops]
         self.done_len: list[int | None] = [None] * len(reqs)
         self.done = torch.zeros(len(reqs), dtype=torch.bool)
-        self.sampler = _Sampler(reqs)
+        self.sampler = RowSampler(reqs)
         self.on_done = on_done
 
     def __call__(self, input_ids, scores, **kwargs):

@@ -86,6 +86,7 @@ class VLLMBackend:
         self._lock = threading.Lock()
         self._identity: dict[str, Any] | None = None
         self._streaming = True  # False forces the LLM.chat() path (tests)
+        self._gpus = 0  # set by place()
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict[str, Any]:
@@ -127,6 +128,13 @@ class VLLMBackend:
         }
 
     # ------------------------------------------------------------------ engine
+    def place(self, gpus: int) -> None:
+        """Run the engine over the `gpus` GPUs this process owns (a generation worker calls it before the
+        first generate, CUDA_VISIBLE_DEVICES already narrowed to them): `tensor_parallel_size=gpus`, unless the
+        user gave `tensor_parallel_size`. Placement is no part of `identity()`. An engine already started keeps
+        its size until `close()`."""
+        self._gpus = max(0, int(gpus))
+
     def _engine(self) -> Any:
         if self._llm is not None:
             return self._llm
@@ -157,6 +165,8 @@ class VLLMBackend:
         if self.max_model_len is not None:
             kwargs.setdefault("max_model_len", self.max_model_len)
         kwargs.setdefault("enforce_eager", self.enforce_eager)
+        if self._gpus > 0:
+            kwargs.setdefault("tensor_parallel_size", self._gpus)
         if (
             current_platform.is_cpu()
             and "kv_cache_memory_bytes" not in kwargs
