@@ -3,8 +3,9 @@
 
 The shard comes from the command line or, in a Slurm array job, from `SLURM_ARRAY_TASK_ID`. The worker
 rebuilds the job from the Dreamfile (`--config` values from the environment), finds the model each batch
-names among the rule's models by its cache identity, loads it once (placed on the GPUs this process sees:
-`backend.place(n)` where the backend has it), and answers its rows into its spool. It never opens the
+names among the rule's models by its cache identity, loads it once (placed over the rule's `gpus` per shard,
+`backend.place(n)`, where the backend has it; without `gpus` the backend picks its device as in-process), and
+answers its rows into its spool. It never opens the
 state database. On a failure it writes `shard-<i>.error.json` (the coordinator reports it) and exits 1.
 """
 
@@ -16,7 +17,6 @@ import traceback
 from typing import Any
 
 from dreammake.errors import DreamError
-from dreammake.gpus import visible_gpus
 from dreammake.llm.handle import LLM
 from dreammake.llm.remote import Session, error_path, serve, write_json
 from dreammake.worker import rebuild_job
@@ -38,8 +38,8 @@ class Models:
                 raise DreamError(f"rule {self.session.rule!r}: its model changed in the Dreamfile after the job"
                                  " started", hint="run dreammake again")
             backend = model.backend()
-            if hasattr(backend, "place"):
-                backend.place(len(visible_gpus()))
+            if self.session.gpus and hasattr(backend, "place"):  # the shard's own GPUs (CUDA_VISIBLE_DEVICES)
+                backend.place(self.session.gpus)
             self._backends[model_hash] = backend
         return self._backends[model_hash]
 

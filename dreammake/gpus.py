@@ -26,6 +26,11 @@ def _visible() -> tuple[str, ...]:
     return tuple(str(i) for i in range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
 
 
+def rescan() -> None:
+    """Forget what was detected, so the next question looks again (after CUDA_VISIBLE_DEVICES changed)."""
+    _visible.cache_clear()
+
+
 def visible_gpus() -> list[str]:
     """The CUDA ids of the GPUs this process may use (CUDA_VISIBLE_DEVICES's entries, else 0..N-1 as nvidia-smi
     lists them), without importing torch; asked once."""

@@ -115,15 +115,15 @@ def test_the_quantization_recipe_enters_the_fingerprint(project, minilm):
 def test_a_machine_without_cuda_or_bitsandbytes_fails_at_job_start(project, monkeypatch):
     """The rule asks for a GPU and `--resources gpus=1` lets it start here: one line before any process starts,
     exit 2; what was built before is kept."""
-    from dreammake.gpus import detect_gpus
+    from dreammake.gpus import rescan
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    detect_gpus.cache_clear()
+    rescan()
     try:
         project.dreamfile(SFT.format(options="lora={'r': 8}, quantization='4bit'", resources={"gpus": 1}))
         out = project.run("--resources", "gpus=1", code=2)
     finally:
-        detect_gpus.cache_clear()
+        rescan()
     assert "rule 'model': quantization='4bit' needs a CUDA GPU and bitsandbytes: no CUDA GPU is visible here" in out
     assert len([line for line in out.splitlines() if line.startswith("error:")]) == 1, out
     assert (project.root / "train.parquet").exists() and not (project.root / "models/m").exists()
@@ -228,19 +228,19 @@ rule("model", input={{"train": "train.parquet"}}, output="models/m/",
 
 def test_fsdp_lora_on_a_lora_checkpoint_base_is_refused_before_merging(project, monkeypatch):
     """Such a result must be saved merged, which FSDP does not do: one line at job start, the base left unmerged."""
-    from dreammake.gpus import detect_gpus
+    from dreammake.gpus import rescan
 
     (project.root / "adapter").mkdir()
     for name in ("adapter_config.json", "config.json"):
         (project.root / "adapter" / name).write_text("{}")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # `--resources gpus=2` lets the job start on this machine
-    detect_gpus.cache_clear()
+    rescan()
     try:
         project.dreamfile(SFT.replace('"smollm2-135m-instruct"', '"adapter"').format(
             options="strategy='fsdp', lora={'r': 8}", resources={"gpus": 2}))
         out = project.run("--resources", "gpus=2", code=2)
     finally:
-        detect_gpus.cache_clear()
+        rescan()
     assert "rule 'model': its base is a LoRA checkpoint, so the result must be saved merged, which" \
            " strategy='fsdp' does not do: train with strategy='ddp'" in out
     assert not list((project.root / ".dreammake/work").glob("*/merged-base"))

@@ -139,12 +139,6 @@ rule("answers", input="q.parquet", output="a.parquet",
 """
 
 
-def shards_supported() -> bool:
-    """Whether this dreammake splits a prompt rule over `resources={"shards": N}`: some module of the package
-    names the resource. (Today the key is accepted and ignored, so a build alone cannot tell.)"""
-    return any('"shards"' in p.read_text(encoding="utf-8") for p in (ROOT / "dreammake").rglob("*.py"))
-
-
 def timed_build(folder: Path, env: dict[str, str]) -> float:
     """Seconds of a cold `dreammake` build in `folder`."""
     started = time.perf_counter()
@@ -161,9 +155,6 @@ def part_shards(model: str, sizes: Sizes, work: Path, env: dict[str, str]) -> Fi
     import pyarrow.parquet as pq
 
     fig = Figure("shards", "prompt rule, 2 shards vs 1 shard", "rows/s")
-    if not shards_supported():
-        fig.status, fig.note = "not available", "not available: dreammake has no sharded generation yet"
-        return fig
     from workloads import prompts
 
     table = pa.table({"q": prompts(sizes.shard_rows)})
@@ -174,13 +165,7 @@ def part_shards(model: str, sizes: Sizes, work: Path, env: dict[str, str]) -> Fi
         pq.write_table(table, folder / "q.parquet")
         (folder / "Dreamfile").write_text(SHARD_DREAMFILE.format(
             model=model, batch=sizes.batch, max_tokens=sizes.max_tokens, resources=resources))
-        try:
-            rates[name] = sizes.shard_rows / timed_build(folder, env)
-        except RuntimeError as exc:
-            if "shards" in str(exc):
-                fig.status, fig.note = "not available", "not available: " + str(exc).strip().splitlines()[-1]
-                return fig
-            raise
+        rates[name] = sizes.shard_rows / timed_build(folder, env)
     fig.dreammake, fig.baseline, fig.detail = rates["2 shards"], rates["1 shard"], rates
     return fig
 

@@ -133,7 +133,7 @@ def _remote(ctx: JobContext, model: LLM) -> RemoteGeneration | None:
         folder = os.path.join(state_dir, REMOTE_DIR, f"{job.rule.name}-{digest(job.name)[:12]}")
         spools = [shard_spool(state_dir, job.rule.name, job.name, i) for i in range(shards)]
         session = Session(os.path.dirname(state_dir), ctx.dreamfile, job.rule.name, dict(job.wildcards), shards,
-                          spools)
+                          spools, int(job.rule.resources.get("gpus") or 0))
         return RemoteGeneration(folder, session, starter, job.rule.where)
 
     return ctx.keep("remote-generation", make)

@@ -4,7 +4,8 @@ The coordinator (the process that holds the row cache) computes every row's key 
 always; only the misses travel. For each `generate` call of a job it writes one request batch into the
 job's request folder, `.dreammake/remote/<rule>-<hash12>/`:
 
-    session.json        the Dreamfile, rule and wildcards a worker rebuilds the job from, and the shard count
+    session.json        the Dreamfile, rule and wildcards a worker rebuilds the job from, the shard count and the
+                        GPUs per shard
     batch-000001.json   {"model": <cache identity hash>, "params": {...}, "rows": [[key, messages, seed, sample]]}
     end                 written when the job needs no more batches: workers exit
     heartbeat           touched by the coordinator; a worker whose coordinator is gone (no touch for
@@ -112,6 +113,7 @@ class Session:
     wildcards: dict[str, str]
     shards: int
     spools: list[str]  # the spool of each shard, by shard index
+    gpus: int = 0  # the GPUs each shard owns (the rule's `gpus`): its model is placed over them
 
     @classmethod
     def load(cls, folder: str) -> Session:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dreammake.config_env import with_config
-from dreammake.gpus import detect_gpus
+from dreammake.gpus import detect_gpus, visible_gpus
 
 from .launch import worker_command
 from .spec import (
@@ -180,9 +180,10 @@ def run_training(
 
 def check_quantization_backend(quantization: str, devices: tuple[str, ...] | None) -> None:
     """ValueError, before any process starts, when this machine cannot load a quantized base: bitsandbytes'
-    4-bit layers need a CUDA GPU (the job's `devices`, else those visible here) and the package itself."""
+    4-bit layers need a CUDA GPU (one visible here: the job's `devices` are among them, unless `--resources gpus=N`
+    asked for more than the machine has) and the package itself."""
     missing = []
-    if not (len(devices) if devices is not None else detect_gpus()):
+    if not detect_gpus() or (devices is not None and not set(devices) <= set(visible_gpus())):
         missing.append("no CUDA GPU is visible here")
     if importlib.util.find_spec("bitsandbytes") is None:
         missing.append("bitsandbytes is not installed (pip install bitsandbytes)")
