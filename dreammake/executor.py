@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 FLUSH_EVERY_S = 0.25  # a DuckDB commit costs ~20 ms here; a job that took longer than this is flushed at once
 TOKEN_RETRY_S = 0.05  # how soon to ask make's jobserver again when it had no token
+STOP_WAIT_S = 10.0  # after Ctrl-C, how long running jobs (told to stop) get to end before the run leaves
 
 
 @dataclass
@@ -410,6 +411,7 @@ class ThreadLauncher:
         self.run_id = run_id
         self.workers = workers or LocalWorkers.starter(runner.root, runner.config)
         self._pool: ThreadPoolExecutor | None = None
+        self._running: set[Future[list[TargetRecord]]] = set()
 
     def default_limits(self, needed: set[str]) -> dict[str, float]:
         """The GPUs of this machine, when rules ask for GPUs."""
@@ -426,7 +428,10 @@ class ThreadLauncher:
     def start(self, decision: Decision, gpus: tuple[str, ...] | None = None) -> Hashable:
         """Submit the job to the pool; its future is the handle."""
         assert self._pool is not None, "open() first"
-        return self._pool.submit(self.runner.run, decision, self.run_id, gpus, self.workers(decision.job, gpus))
+        future = self._pool.submit(self.runner.run, decision, self.run_id, gpus, self.workers(decision.job, gpus))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return future
 
     def wait(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, Outcome]]:
         """The futures among `handles` that end within `timeout` s (sleeps that long when there are none)."""
@@ -446,8 +451,11 @@ class ThreadLauncher:
         return []
 
     def close(self, interrupted: bool) -> None:
-        """Shut the pool down (without waiting for running threads after Ctrl-C)."""
+        """Shut the pool down. After Ctrl-C, give the running jobs (told to stop) up to STOP_WAIT_S to end, so that
+        none is still inside the row cache when the state closes; then leave without them."""
         if self._pool is not None:
+            if interrupted:
+                wait(self._running, timeout=STOP_WAIT_S)
             self._pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 

@@ -32,10 +32,18 @@ class EchoBackend:
                 if self.delay:
                     time.sleep(self.delay)
                 text = request.messages[-1]["content"]
-                log.write(text.replace("\n", " ") + "\n")
+                log.write(self.log_line(text) + "\n")
                 log.flush()
-                on_result(i, Response(text=self.reply(text), finish_reason="stop", prompt_tokens=len(text.split()),
-                                      completion_tokens=len(text.split()), cost_usd=self.cost))
+                on_result(i, self.response(text))
+
+    def log_line(self, text: str) -> str:
+        """What the call log says of one request."""
+        return text.replace("\n", " ")
+
+    def response(self, text: str) -> Response:
+        """The answer to a request whose last message is `text`."""
+        return Response(text=self.reply(text), finish_reason="stop", prompt_tokens=len(text.split()),
+                        completion_tokens=len(text.split()), cost_usd=self.cost)
 
     def close(self) -> None:
         pass
@@ -62,17 +70,11 @@ class LocalEcho(EchoBackend):
     def identity(self) -> dict:
         return {"backend": "local-echo"}
 
-    def generate(self, requests, on_result, cancel) -> None:
-        with open(self.log_path, "a") as log:
-            for i, request in enumerate(requests):
-                if cancel.is_set():
-                    return
-                if self.delay:
-                    time.sleep(self.delay)
-                text = request.messages[-1]["content"]
-                log.write(f"{os.getpid()}\t{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\t{text.split()[-1]}\n")
-                log.flush()
-                on_result(i, Response(text=self.reply(text), finish_reason="stop"))
+    def log_line(self, text: str) -> str:
+        return f"{os.getpid()}\t{os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\t{text.split()[-1]}"
+
+    def response(self, text: str) -> Response:
+        return Response(text=self.reply(text), finish_reason="stop")
 
 
 def local_calls(root) -> list[tuple[str, str, str]]:

@@ -32,6 +32,16 @@ rule("echo", input="t/words.parquet", output="t/echo.parquet", shards={shards}, 
 """
 
 
+def spawn_until_calls(project, calls: int):
+    """Start building t/echo.parquet in another process; return it once the model was called `calls` times."""
+    proc = project.spawn("t/echo.parquet")
+    deadline = time.monotonic() + 60
+    while len(local_calls(project.root)) < calls:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.05)
+    return proc
+
+
 def test_two_shards_give_the_output_of_one(project, tmp_path):
     project.dreamfile(workflow(shards=2))
     out = project.run("t/echo.parquet")
@@ -84,10 +94,7 @@ rule("all", input=["t/a.txt", "t/b.txt", "t/echo.parquet"])
 
 def test_a_killed_worker_costs_only_its_unanswered_rows(project):
     project.dreamfile(workflow(shards=2, rows=40, delay=0.1))
-    proc = project.spawn("t/echo.parquet")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(local_calls(project.root)) < 8:
-        time.sleep(0.05)
+    proc = spawn_until_calls(project, 8)
     calls = local_calls(project.root)
     assert len({c[0] for c in calls}) == 2, calls
     victim = calls[-1][0]
@@ -154,10 +161,7 @@ def test_real_model_two_shards_equal_one(project, tmp_path, smol_checkpoint):
 
 def test_ctrl_c_stops_the_workers_and_keeps_their_answers(project):
     project.dreamfile(workflow(shards=2, rows=60, delay=0.1))
-    proc = project.spawn("t/echo.parquet")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(local_calls(project.root)) < 6:
-        time.sleep(0.05)
+    proc = spawn_until_calls(project, 6)
     workers = {int(c[0]) for c in local_calls(project.root)}
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
