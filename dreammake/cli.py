@@ -101,11 +101,11 @@ def _executor(ctx: click.Context, param: click.Parameter, name: str) -> str:
 @click.option("-F", "--forceall", is_flag=True, help="Rebuild every job needed for the targets.")
 @click.option("--until", metavar="RULE", help="Only build the jobs of RULE and what they need.")
 @click.option("--resources", multiple=True, metavar="NAME=N", help="Limit a resource across running jobs,"
-              " e.g. --resources gpus=2 (default gpus: the visible GPUs).")
+              " e.g. --resources gpus=2 (default gpus: the visible GPUs; each GPU job is given its own).")
 @click.option("--executor", metavar="NAME", default="local", show_default=True, callback=_executor,
               help="Where jobs run: local (threads in this process), slurm (one Slurm batch job each, by sbatch;"
-              " prompt rules stay here; config keys slurm_args and slurm_poll_s tune it), or an executor a plugin"
-              " registers.")
+              " prompt rules stay here, a local model's generation goes to an array job of its shards; config keys"
+              " slurm_args and slurm_poll_s tune it), or an executor a plugin registers.")
 @click.option("--max-cost", type=float, metavar="USD", help="Stop generating once this run has spent USD on"
               " model calls (finished rows are kept; rerun to continue).")
 @click.option("--depfile", is_flag=True, help="Write a make-format TARGET.d beside each requested target"
