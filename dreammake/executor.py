@@ -30,7 +30,7 @@ from dreammake.gpus import detect_gpus, gpu_pool
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobRunner
-from dreammake.shard_workers import LocalWorkers, stop_all
+from dreammake.shard_workers import LocalStarter, stop_all
 from dreammake.state import TargetRecord
 
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ class ThreadLauncher:
         self.runner = runner
         self.jobs = max(1, jobs)
         self.run_id = run_id
-        self.workers = workers or LocalWorkers.starter(runner.root, runner.config)
+        self.workers = workers or (lambda job, gpus: LocalStarter(runner.root, runner.config, gpus))
         self._pool: ThreadPoolExecutor | None = None
         self._running: set[Future[list[TargetRecord]]] = set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 
 
@@ -41,6 +42,5 @@ def gpu_pool(count: int) -> list[str]:
     """`count` CUDA ids for the local executor to hand out: the visible ones first, then made-up further ids
     (`--resources gpus=N` above what is detected: a pool sized by hand, e.g. to test)."""
     ids = visible_gpus()[:count]
-    taken = set(ids)
-    extra = (str(i) for i in range(count * 2 + len(taken)) if str(i) not in taken)
-    return ids + [next(extra) for _ in range(count - len(ids))]
+    made_up = (str(i) for i in itertools.count() if str(i) not in ids)
+    return ids + list(itertools.islice(made_up, count - len(ids)))

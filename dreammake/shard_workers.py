@@ -16,13 +16,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dreammake.config_env import with_config
-
-if TYPE_CHECKING:
-    from dreammake.graph import Job
 
 
 def worker_env(config: dict[str, Any], gpus: tuple[str, ...] | None, shards: int) -> dict[str, str]:
@@ -66,18 +62,10 @@ def stop_all() -> None:
 class LocalWorkers:
     """A job's shard workers, one subprocess each (see the module docstring)."""
 
-    always = False  # the local executor generates in-process unless a rule asks for shards or has GPUs
-
     def __init__(self, procs: list[subprocess.Popen[bytes]], logs: list[str]):
         self.procs = procs
         self.logs = logs
         _RUNNING.update(procs)
-
-    @classmethod
-    def starter(cls, root: str, config: dict[str, Any],
-                python: str = sys.executable) -> Callable[[Job, tuple[str, ...] | None], LocalStarter]:
-        """The ThreadLauncher's `workers` factory: a starter for one job on its GPUs."""
-        return lambda job, gpus: LocalStarter(root, config, gpus, python)
 
     def ended(self) -> dict[int, str]:
         """Shards whose process exited, and how."""
@@ -109,9 +97,10 @@ class LocalWorkers:
 class LocalStarter:
     """Starts one job's shard workers here (`WorkerStarter`)."""
 
-    always = LocalWorkers.always
+    always = False  # the local executor generates in-process unless a rule asks for shards or has GPUs
 
-    def __init__(self, root: str, config: dict[str, Any], gpus: tuple[str, ...] | None, python: str):
+    def __init__(self, root: str, config: dict[str, Any], gpus: tuple[str, ...] | None,
+                 python: str = sys.executable):
         self.root = root
         self.config = config
         self.gpus = gpus

@@ -320,9 +320,7 @@ class SlurmWorkers:
             states = squeue_states([self.job_id], tasks=True)
             if states is not None:
                 for shard in range(self.shards):
-                    state = states.get(f"{self.job_id}_{shard}")
-                    if state is None and any(k.startswith(f"{self.job_id}_[") for k in states):
-                        continue  # still pending as part of the array's not-yet-split record
+                    state = states.get(f"{self.job_id}_{shard}")  # (--array lists pending tasks one by one)
                     if state is None or state not in ACTIVE:
                         self._ended[shard] = state or "ENDED"
         return dict(self._ended)
