@@ -21,6 +21,7 @@ from dreammake.confine import OutsideProject, confine
 from dreammake.errors import DreamError
 from dreammake.paths import expand, is_folder, normalize, without_wildcards
 from dreammake.refs import TargetRef, target
+from dreammake.suggest import check_keywords
 
 CallSite = tuple[CodeType, int]  # (code object, bytecode offset) of a `rule(...)` call
 
@@ -146,6 +147,7 @@ class Workflow:
         run: Any = None,
         resources: Mapping[str, Any] | None = None,
         shards: int | None = None,
+        **unknown: Any,
     ) -> Rule:
         """Declare a rule: `rule("tweets", input=..., output=..., params=..., run=..., resources=...)`.
 
@@ -153,6 +155,8 @@ class Workflow:
         the model once (with `"gpus": G`, G GPUs each); the output does not depend on N."""
         frame = sys._getframe(1)
         where = (frame.f_code, frame.f_lasti)  # the line number is worked out only when needed
+        if unknown:  # a mistyped keyword: "did you mean"
+            check_keywords("rule()", unknown, RULE_KEYWORDS)
         if not isinstance(name, str) or not name.isidentifier():
             raise DreamError(f"rule name must be an identifier-like string, got {name!r}", _at(where))
         if name in self.by_name:
@@ -279,6 +283,9 @@ def load(dreamfile: str | os.PathLike[str], config: Mapping[str, Any] | None = N
 
 
 __all__ = ["Rule", "TargetRef", "Workflow", "expand", "is_folder", "load", "target"]
+
+
+RULE_KEYWORDS = ("input", "output", "params", "run", "resources", "shards")  # rule()'s keywords besides the name
 
 
 def _resources(name: str, resources: Mapping[str, Any] | None, shards: Any, run: Any,

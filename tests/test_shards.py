@@ -183,3 +183,9 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split()[2] != "Z"
+
+
+def test_a_mistyped_rule_keyword_is_one_line_with_the_closest(project):
+    project.dreamfile(workflow(shards=2).replace("shards=2", "shard=2"))
+    out = project.run("-n", code=2)
+    assert "rule() got an unknown option 'shard' (did you mean shards?)" in out and "Dreamfile:" in out
