@@ -17,8 +17,9 @@ import traceback
 from typing import Any
 
 from dreammake.errors import DreamError
+from dreammake.jsonfiles import write_json
 from dreammake.llm.handle import LLM
-from dreammake.llm.remote import Session, error_path, serve, write_json
+from dreammake.llm.remote import Session, error_path, serve
 from dreammake.worker import rebuild_job
 
 

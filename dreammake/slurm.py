@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import shlex
 import subprocess
@@ -39,6 +38,7 @@ from dreammake.errors import DreamError, JobFailed
 from dreammake.executor import Finished, Outcome, Scheduler, ThreadLauncher
 from dreammake.fingerprint import digest
 from dreammake.graph import Job
+from dreammake.jsonfiles import read_json, write_json
 from dreammake.makeint import JobServer
 from dreammake.planner import Decision, Planner
 from dreammake.runner import JobOutput, JobRunner
@@ -394,17 +394,5 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a reader sees the whole file or none)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, default=str)
-    os.replace(tmp, path)
-
-
 def _read_result(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    return read_json(path) or {}

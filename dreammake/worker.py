@@ -64,7 +64,7 @@ def run_spec(spec: dict[str, Any]) -> JobOutput:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the spec given as the only argument; exit 0 when the job succeeded, else 1."""
-    from dreammake.slurm import write_json
+    from dreammake.jsonfiles import write_json
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

@@ -37,7 +37,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (  # top first; each layer: gro
     {"core": ("actions", "adopt", "confine", "dsl", "filehash", "graph", "planner", "state", "rules")},
     {"llm": ("llm", "llm.*", "hub")},
     {"leaf": ("errors", "suggest", "refs", "gpus", "paths", "fingerprint", "console", "content", "targets", "known",
-              "hfcache", "config_env", "tables", "dbfiles", "plugins", "templates", "uptodate")},
+              "hfcache", "config_env", "jsonfiles", "tables", "dbfiles", "plugins", "templates", "uptodate")},
 )
 # modules that must import nothing but the standard library: the no-op check runs before anything else loads,
 # and the spool format is read by workers on other nodes

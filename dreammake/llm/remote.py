@@ -27,7 +27,6 @@ This module holds both halves of the protocol and nothing that starts processes:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dreammake.errors import DreamError
+from dreammake.jsonfiles import read_json, write_json
 from dreammake.llm import spool
 from dreammake.llm.base import Request, Response
 
@@ -74,23 +74,6 @@ class WorkerStarter(Protocol):
     def start(self, folder: str, shards: int) -> Workers:
         """Start `shards` workers (`python -m dreammake.gen_worker FOLDER SHARD`) on the request folder."""
         ...
-
-
-def write_json(path: str, data: Any) -> None:
-    """Write JSON atomically (a reader sees the whole file or none)."""
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, ensure_ascii=False, default=str)
-    os.replace(tmp, path)
-
-
-def read_json(path: str) -> Any:
-    """The JSON in `path`, or None when it is missing or not whole."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def batch_path(folder: str, number: int) -> str:

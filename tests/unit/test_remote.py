@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dreammake.errors import DreamError
+from dreammake.jsonfiles import write_json
 from dreammake.llm import remote, spool
 from dreammake.llm.base import Response
 from dreammake.llm.remote import RemoteGeneration, Session, serve
@@ -53,7 +54,7 @@ class ThreadWorkers:
         try:
             serve(folder, shard, lambda model: self.backends[shard], log=lambda text: None)
         except Exception as exc:
-            remote.write_json(remote.error_path(folder, shard), {"error": f"{type(exc).__name__}: {exc}"})
+            write_json(remote.error_path(folder, shard), {"error": f"{type(exc).__name__}: {exc}"})
             self.failed[shard] = "exit 1"
 
     def ended(self) -> dict[int, str]:
