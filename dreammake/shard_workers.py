@@ -18,24 +18,19 @@ import sys
 import time
 from typing import Any
 
-from dreammake.config_env import with_config
+from dreammake.config_env import threads_each
+from dreammake.config_env import worker_env as base_worker_env
 
 
 def worker_env(config: dict[str, Any], gpus: tuple[str, ...] | None, shards: int) -> dict[str, str]:
     """The environment of a generation worker: ours, the `--config` values, this interpreter's import path (the
     Dreamfile's own modules resolve as here), and its GPUs or its share of the cores."""
-    env = with_config(os.environ, config)
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env["PYTHONUNBUFFERED"] = "1"
+    env = base_worker_env(config)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     elif shards > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // shards)))
+        env.setdefault("OMP_NUM_THREADS", threads_each(shards))
     return env
 
 

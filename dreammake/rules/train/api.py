@@ -11,12 +11,12 @@ import inspect
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from dreammake.config_env import with_config
+from dreammake.config_env import threads_each
+from dreammake.config_env import worker_env as base_worker_env
 from dreammake.gpus import detect_gpus, visible_gpus
 
 from .launch import worker_command
@@ -72,23 +72,17 @@ def worker_env(nproc: int, gpus: int, config: dict[str, Any] | None = None,
     """The training workers' environment: offline, seeded, threads per process, the `--config` values, and the GPUs
     they may use: `devices` (the CUDA ids the executor assigned the job) when given, none without `gpus`, else
     what this process sees."""
-    env = with_config(os.environ, config)
+    env = base_worker_env(config)
     env["HF_HUB_OFFLINE"] = "1"
     env["HF_DATASETS_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
-    env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONHASHSEED"] = "0"  # set order (e.g. PEFT's target module list) must not vary between builds
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     if gpus <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // max(1, nproc))))
+        env.setdefault("OMP_NUM_THREADS", threads_each(nproc))
     return env
 
 
